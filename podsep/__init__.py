@@ -1,0 +1,3 @@
+"""podsep: one clean, full-length track per speaker."""
+
+__version__ = "0.1.0"
