@@ -1,0 +1,7 @@
+"""``python -m podsep`` is the ``podsep`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

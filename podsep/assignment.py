@@ -1,0 +1,205 @@
+"""Which separated source is which speaker, and how loud it should be.
+
+A separator returns its sources in arbitrary order and at arbitrary scale. For
+each window podsep scores every (speaker, source) pair with up to three kinds of
+evidence, all scale-invariant:
+
+* **context**: where the speaker talks alone inside the window (the padding
+  around the overlap), their source must correlate with the mixture and carry
+  its energy there rather than in the other speakers' solo parts;
+* **voice**: the source's speaker embedding against the speaker's reference
+  embedding (from their solo speech elsewhere in the file), when a diarizer
+  that can embed is available;
+* **continuity**: for chunks of a long overlap, the source must continue the
+  previous chunk's source for that speaker in the audio both chunks share.
+
+The scores are combined and solved as an assignment problem (Hungarian). The
+confidence is the probability of the chosen assignment under a softmax over all
+possible assignments. Each chosen source is then rescaled (per output channel)
+by least squares against the mixture where its speaker is alone, so the voice is
+as loud inside the overlap as around it; with no solo context, the sources are
+jointly fitted to the mixture instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+CONFIDENCE_TEMPERATURE = 0.1
+
+
+@dataclass
+class WindowAssignment:
+    """The outcome for one window."""
+
+    sources: dict[str, np.ndarray]          # speaker -> rescaled source, (channels, window length)
+    source_index: dict[str, int]            # speaker -> index of the separator output used
+    confidence: float
+    evidence: list[str]
+    gains_db: dict[str, float] = field(default_factory=dict)
+    unassigned_speakers: tuple[str, ...] = ()
+
+
+def assign_window(
+    mixture: np.ndarray,
+    sources: np.ndarray,
+    activity: np.ndarray,
+    speakers: Sequence[str],
+    candidates: Sequence[str],
+    sample_rate: int,
+    *,
+    min_context: float = 0.2,
+    source_embeddings: np.ndarray | None = None,
+    reference_embeddings: dict[str, np.ndarray] | None = None,
+    embedding_weight: float = 0.5,
+    previous: dict[str, np.ndarray] | None = None,
+    previous_span: tuple[int, int] | None = None,
+    continuity_weight: float = 1.0,
+) -> WindowAssignment:
+    """Assign ``sources`` to ``candidates`` inside one window.
+
+    ``mixture``: ``(channels, n)`` original audio of the window; ``sources``:
+    ``(num_sources, n)``; ``activity``: boolean ``(len(speakers), n)`` for *all*
+    speakers of the file over the window; ``candidates``: the speakers to assign,
+    most dominant first (at most ``num_sources`` are assigned, the rest are
+    returned in ``unassigned_speakers``). ``previous`` maps speakers to the
+    previous chunk's final source over ``previous_span`` (window-relative sample
+    range) for continuity evidence.
+    """
+    num_sources = sources.shape[0]
+    chosen = list(candidates[:num_sources])
+    leftover = tuple(candidates[num_sources:])
+    mono = mixture.mean(axis=0)
+    row_of = {label: row for row, label in enumerate(speakers)}
+    solo = _solo_masks(activity, [row_of[label] for label in chosen], int(min_context * sample_rate))
+
+    scores = np.zeros((len(chosen), num_sources))
+    evidence: list[str] = []
+    context = _context_scores(mono, sources, solo, [row_of[label] for label in chosen])
+    if context is not None:
+        scores += context
+        evidence.append("context")
+    if source_embeddings is not None and reference_embeddings and all(s in reference_embeddings for s in chosen):
+        voice = np.array([[float(np.dot(reference_embeddings[s], e)) for e in source_embeddings] for s in chosen])
+        scores += embedding_weight * voice
+        evidence.append("voice")
+    if previous and previous_span is not None and all(s in previous for s in chosen):
+        start, end = previous_span
+        continuity = np.array([[abs(_cosine(previous[s], sources[j, start:end])) for j in range(num_sources)] for s in chosen])
+        scores += continuity_weight * continuity
+        evidence.append("continuity")
+
+    rows, columns = linear_sum_assignment(-scores)
+    mapping = {chosen[r]: int(c) for r, c in zip(rows, columns)}
+    confidence = _confidence(scores, rows, columns) if evidence else 1.0 / _count_assignments(len(chosen), num_sources)
+
+    scaled, gains = _restore_levels(mixture, sources, mapping, solo, activity, [row_of[s] for s in chosen])
+    return WindowAssignment(scaled, mapping, confidence, evidence or ["none"], gains, leftover)
+
+
+def _solo_masks(activity: np.ndarray, chosen_rows: list[int], min_samples: int) -> dict[int, np.ndarray]:
+    """Per chosen speaker row, where that speaker is the only one active (if long enough)."""
+    count = activity.sum(axis=0)
+    masks = {}
+    for row in chosen_rows:
+        mask = activity[row] & (count == 1)
+        if mask.sum() >= max(min_samples, 1):
+            masks[row] = mask
+    return masks
+
+
+def _context_scores(
+    mono: np.ndarray, sources: np.ndarray, solo: dict[int, np.ndarray], chosen_rows: list[int]
+) -> np.ndarray | None:
+    """Scores ``(len(chosen_rows), num_sources)``; zero rows for speakers without solo context."""
+    if not solo:
+        return None
+    num_sources = sources.shape[0]
+    correlation = np.zeros((len(chosen_rows), num_sources))
+    power = np.zeros((len(chosen_rows), num_sources))
+    for i, row in enumerate(chosen_rows):
+        mask = solo.get(row)
+        if mask is None:
+            continue
+        for j in range(num_sources):
+            correlation[i, j] = abs(_cosine(sources[j, mask], mono[mask]))
+            power[i, j] = float(np.mean(np.square(sources[j, mask], dtype=np.float64)))
+    if len(solo) > 1:
+        # Where does each source put its energy? (scale-invariant per source)
+        share = power / np.maximum(power.sum(axis=0, keepdims=True), 1e-20)
+        return 0.5 * correlation + 0.5 * share
+    return correlation
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    denominator = np.sqrt(np.dot(a, a) * np.dot(b, b))
+    return float(np.dot(a, b) / denominator) if denominator > 1e-20 else 0.0
+
+
+def _count_assignments(num_speakers: int, num_sources: int) -> int:
+    count = 1
+    for k in range(num_speakers):
+        count *= num_sources - k
+    return max(count, 1)
+
+
+def _confidence(scores: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> float:
+    """Softmax probability of the chosen assignment among all injective assignments."""
+    num_speakers, num_sources = scores.shape
+    best = float(scores[rows, columns].sum())
+    totals = [
+        sum(scores[r, c] for r, c in enumerate(permutation))
+        for permutation in itertools.permutations(range(num_sources), num_speakers)
+    ]
+    logits = (np.array(totals) - best) / CONFIDENCE_TEMPERATURE
+    return float(1.0 / np.exp(logits).sum())
+
+
+def _restore_levels(
+    mixture: np.ndarray,
+    sources: np.ndarray,
+    mapping: dict[str, int],
+    solo: dict[int, np.ndarray],
+    activity: np.ndarray,
+    rows: list[int],
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-channel least-squares gains: from each speaker's solo context, else jointly."""
+    channels = mixture.shape[0]
+    labels = list(mapping)
+    gains = np.zeros((len(labels), channels))
+    fitted = np.zeros(len(labels), dtype=bool)
+    for i, (label, row) in enumerate(zip(labels, rows)):
+        mask = solo.get(row)
+        if mask is None:
+            continue
+        source = sources[mapping[label], mask].astype(np.float64)
+        energy = float(np.dot(source, source))
+        if energy <= 1e-12 * max(mask.sum(), 1):
+            continue
+        for c in range(channels):
+            gains[i, c] = float(np.dot(mixture[c, mask].astype(np.float64), source)) / energy
+        fitted[i] = True
+    if not fitted.all():
+        # Joint fit where any assigned speaker talks: mixture ≈ Σ gain_i · source_i.
+        mask = activity[rows].any(axis=0)
+        if mask.sum() > 0:
+            basis = np.stack([sources[mapping[label], mask] for label in labels], axis=1).astype(np.float64)
+            for c in range(channels):
+                solution, *_ = np.linalg.lstsq(basis, mixture[c, mask].astype(np.float64), rcond=None)
+                for i in np.flatnonzero(~fitted):
+                    gains[i, c] = solution[i]
+    scaled = {}
+    gains_db = {}
+    for i, label in enumerate(labels):
+        source = sources[mapping[label]]
+        scaled[label] = (gains[i][:, None] * source[None, :]).astype(np.float32)
+        magnitude = float(np.sqrt(np.mean(np.square(gains[i]))))
+        gains_db[label] = float(20 * np.log10(magnitude)) if magnitude > 0 else float("-inf")
+    return scaled, gains_db

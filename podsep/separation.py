@@ -1,0 +1,248 @@
+"""Source separation inside overlap windows.
+
+A separator is anything with ``__call__(mixture, sample_rate) -> sources``: it
+takes a mono window and returns ``(num_sources, len(window))`` at the same rate.
+Sources come in arbitrary order and at arbitrary scale; the assignment stage
+sorts that out. This keeps real models, other architectures and test doubles
+interchangeable (``podsep.split(..., separator=...)``).
+
+The default is speechbrain's SepFormer (``speechbrain/sepformer-whamr16k``),
+loaded through ``SepformerSeparation.from_hparams`` from a Hub id or a local
+folder. Windows are resampled to the model's rate and back, batched by similar
+length, and run under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .audio import resample
+from .errors import ModelError
+from .models import describe_hub_error, looks_like_local_path, resolve_revision
+
+ProgressHook = Callable[..., Any]
+
+
+@runtime_checkable
+class Separator(Protocol):
+    """Separates one mono window into sources (order and scale arbitrary)."""
+
+    def __call__(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
+        """``mixture``: float32 ``(n,)``; returns float32 ``(num_sources, n)`` at ``sample_rate``."""
+        ...
+
+
+class SepformerSeparator:
+    """speechbrain SepFormer behind the :class:`Separator` interface.
+
+    ``source`` is a Hub id (``speechbrain/sepformer-whamr16k``) or a local folder
+    holding ``hyperparams.yaml`` and the ``encoder/masknet/decoder.ckpt`` files.
+    """
+
+    def __init__(
+        self,
+        source: str = "speechbrain/sepformer-whamr16k",
+        *,
+        revision: str | None = None,
+        device: str = "cpu",
+        token: str | None = None,
+        cache_dir: str | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        self.source = source
+        self.revision = revision
+        self.device = device
+        self.batch_size = batch_size
+        self._token = token
+        self._cache_dir = cache_dir
+        self._model: Any = None
+        self.sample_rate = 16000
+        self.num_sources = 2
+
+    def load(self) -> "SepformerSeparator":
+        """Load the model now (instead of at the first window), mapping failures to one-line errors."""
+        if self._model is not None:
+            return self
+        from speechbrain.inference.separation import SepformerSeparation
+        from speechbrain.utils.fetching import FetchConfig, LocalStrategy
+
+        is_local = Path(self.source).expanduser().is_dir()
+        if not is_local and Path(self.source).expanduser().exists():
+            raise ModelError(f"separation model path is not a folder: {self.source}")
+        if not is_local and looks_like_local_path(self.source):
+            raise ModelError(f"separation model folder not found: {self.source}")
+        if is_local and not (Path(self.source).expanduser() / "hyperparams.yaml").is_file():
+            raise ModelError(f"separation model folder {self.source} has no hyperparams.yaml")
+        source = str(Path(self.source).expanduser().resolve()) if is_local else self.source
+        savedir = _savedir(source, self._cache_dir)
+        fetch_config = FetchConfig(
+            token=bool(self._token) or bool(os.environ.get("HF_TOKEN")),
+            revision=self.revision,
+            huggingface_cache_dir=self._cache_dir,
+            allow_network=not _offline(),
+        )
+        try:
+            with _token_in_environment(self._token), _quiet_speechbrain():
+                model = SepformerSeparation.from_hparams(
+                    source=source,
+                    savedir=str(savedir),
+                    run_opts={"device": self.device},
+                    fetch_config=fetch_config,
+                    local_strategy=LocalStrategy.SYMLINK,
+                )
+        except Exception as error:  # speechbrain raises many kinds; all mean "cannot load"
+            raise ModelError(describe_hub_error("separation", self.source, error)) from error
+        if model is None:
+            raise ModelError(f"cannot load separation model '{self.source}'")
+        model.mods.eval()
+        self._model = model
+        self.sample_rate = int(getattr(model.hparams, "sample_rate", 16000))
+        self.num_sources = int(getattr(model.hparams, "num_spks", 2))
+        if not is_local:
+            self.revision = self.revision or resolve_revision(savedir)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "speechbrain.SepformerSeparation",
+            "source": self.source,
+            "revision": self.revision,
+            "sample_rate": self.sample_rate,
+            "num_sources": self.num_sources,
+            "device": self.device,
+        }
+
+    def __call__(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self.separate_batch([mixture], sample_rate)[0]
+
+    def separate_batch(self, mixtures: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+        """Separate several windows in one forward pass (zero-padded to the longest)."""
+        import torch
+
+        self.load()
+        resampled = [resample(np.asarray(m, dtype=np.float32), sample_rate, self.sample_rate) for m in mixtures]
+        longest = max(len(m) for m in resampled)
+        batch = np.zeros((len(resampled), longest), dtype=np.float32)
+        for row, m in enumerate(resampled):
+            batch[row, : len(m)] = m
+        with torch.inference_mode():
+            estimates = self._model.separate_batch(torch.from_numpy(batch).to(self.device))
+        estimates = estimates.float().cpu().numpy()  # (batch, time, sources)
+        outputs = []
+        for row, (original, m) in enumerate(zip(mixtures, resampled)):
+            sources = estimates[row, : len(m), :].T
+            sources = resample(sources, self.sample_rate, sample_rate)
+            outputs.append(_fit_length(sources, len(original)))
+        return outputs
+
+
+def run_separator(
+    separator: Separator,
+    windows: Sequence[np.ndarray],
+    sample_rate: int,
+    *,
+    batch_size: int = 1,
+    hook: ProgressHook | None = None,
+) -> list[np.ndarray]:
+    """Separate every window, batching by similar length when the separator supports it.
+
+    Returns sources per window in input order, each ``(num_sources, len(window))``.
+    """
+    results: list[np.ndarray | None] = [None] * len(windows)
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+    can_batch = batch_size > 1 and hasattr(separator, "separate_batch")
+    done = 0
+    if hook:
+        hook("separation", None, completed=0, total=len(windows))
+    for group in _length_groups(order, windows, batch_size if can_batch else 1):
+        if can_batch and len(group) > 1:
+            outputs = separator.separate_batch([windows[i] for i in group], sample_rate)  # type: ignore[attr-defined]
+        else:
+            outputs = [separator(windows[i], sample_rate) for i in group]
+        for i, sources in zip(group, outputs):
+            results[i] = _validate_sources(np.asarray(sources, dtype=np.float32), len(windows[i]))
+        done += len(group)
+        if hook:
+            hook("separation", None, completed=done, total=len(windows))
+    return [r for r in results if r is not None]
+
+
+def _length_groups(order: list[int], windows: Sequence[np.ndarray], size: int) -> Iterator[list[int]]:
+    """Consecutive groups of at most ``size`` windows whose lengths differ by at most 25 %."""
+    group: list[int] = []
+    for index in order:
+        if group and (len(group) >= size or len(windows[index]) > 1.25 * len(windows[group[0]])):
+            yield group
+            group = []
+        group.append(index)
+    if group:
+        yield group
+
+
+def _validate_sources(sources: np.ndarray, length: int) -> np.ndarray:
+    if sources.ndim != 2 or sources.shape[0] < 1:
+        raise ModelError(f"separator returned shape {sources.shape}, expected (num_sources, {length})")
+    sources = _fit_length(sources, length)
+    if not np.all(np.isfinite(sources)):
+        raise ModelError("separator returned NaN or infinite samples")
+    return sources
+
+
+def _fit_length(sources: np.ndarray, length: int) -> np.ndarray:
+    if sources.shape[-1] > length:
+        return np.ascontiguousarray(sources[..., :length])
+    if sources.shape[-1] < length:
+        return np.pad(sources, ((0, 0), (0, length - sources.shape[-1])))
+    return sources
+
+
+def _savedir(source: str, cache_dir: str | None) -> Path:
+    """Where speechbrain links the model files (inside podsep's cache)."""
+    root = Path(cache_dir).expanduser() if cache_dir else Path(
+        os.environ.get("PODSEP_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "podsep")
+    )
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source.strip("/"))[-120:]
+    path = root / "speechbrain" / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
+@contextlib.contextmanager
+def _token_in_environment(token: str | None) -> Iterator[None]:
+    """speechbrain reads the Hub token from the environment; set it only while loading."""
+    if not token:
+        yield
+        return
+    previous = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = token
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = previous
+
+
+@contextlib.contextmanager
+def _quiet_speechbrain() -> Iterator[None]:
+    import logging
+
+    logger = logging.getLogger("speechbrain")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
