@@ -7,6 +7,9 @@ evidence, all scale-invariant:
 * **context**: where the speaker talks alone inside the window (the padding
   around the overlap), their source must correlate with the mixture and carry
   its energy there rather than in the other speakers' solo parts;
+* **activity**: a source's energy must lie where the speaker is active at all
+  (this needs no solo context, and rejects sources of speakers heard only in
+  the padding);
 * **voice**: the source's speaker embedding against the speaker's reference
   embedding (from their solo speech elsewhere in the file), when a diarizer
   that can embed is available;
@@ -84,6 +87,10 @@ def assign_window(
     if context is not None:
         scores += context
         evidence.append("context")
+    placement = _activity_scores(sources, activity, [row_of[label] for label in chosen])
+    if placement is not None:
+        scores += placement
+        evidence.append("activity")
     if source_embeddings is not None and reference_embeddings and all(s in reference_embeddings for s in chosen):
         voice = np.array([[float(np.dot(reference_embeddings[s], e)) for e in source_embeddings] for s in chosen])
         scores += embedding_weight * voice
@@ -134,6 +141,20 @@ def _context_scores(
         share = power / np.maximum(power.sum(axis=0, keepdims=True), 1e-20)
         return 0.5 * correlation + 0.5 * share
     return correlation
+
+
+def _activity_scores(sources: np.ndarray, activity: np.ndarray, chosen_rows: list[int]) -> np.ndarray | None:
+    """Share of each source's energy lying where each candidate speaks (scale-invariant).
+
+    Works without any solo context: a source that is loud where a speaker is
+    silent is not that speaker.
+    """
+    energy = np.square(sources.astype(np.float64))
+    total = energy.sum(axis=1)
+    if not np.any(total > 0):
+        return None
+    inside = np.stack([energy[:, activity[row]].sum(axis=1) for row in chosen_rows])
+    return inside / np.maximum(total[None, :], 1e-20)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
