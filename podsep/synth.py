@@ -73,6 +73,21 @@ class ConversationSpec:
     Durations are in seconds, ranges are ``(low, high)`` drawn uniformly, all of
     them snapped to the 10 ms grid.
 
+    * ``duration``: approximate length; the last turn ends near it, a pause follows.
+    * ``overlap_ratio``: target overlapped speech time / speech time (see
+      :meth:`Conversation.overlap_ratio`); met within about ±0.02 for 60 s.
+    * ``turn_duration``: length of a floor turn (one excerpt of one utterance; shorter
+      when the source utterances are shorter). ``pause_duration``: silence between
+      turns that do not overlap, also before the first and after the last.
+    * ``min_solo``: single-speaker speech guaranteed right before and after every
+      overlap, so each overlapped region has a solo neighbour on both sides.
+    * ``speech_level_dbfs``: RMS of active speech of every utterance before the
+      speaker gain; ``speaker_gain_db``: each speaker's gain, drawn once.
+    * ``reverb``/``rir_glob``: convolve each speaker with one RIR from the files in
+      ``rir_dir`` matching the glob. ``noise_snr``: add noise at this SNR (dB).
+    * ``peak_limit``: if any sample of the mixture or a track would exceed it,
+      everything (tracks, noise, mixture) is scaled down together.
+
     The overlap target is met with three kinds of overlap, each taking the given
     share of the overlapped *time*:
 
@@ -189,15 +204,17 @@ class Conversation:
 
 def overlap_ratio_of(diarization: Diarization) -> float:
     """Fraction of speech time during which two or more speakers talk (0 without speech)."""
-    edges = sorted({t.start for t in diarization.turns} | {t.end for t in diarization.turns})
+    events = sorted([(t.start, 1) for t in diarization.turns] + [(t.end, -1) for t in diarization.turns])
     speech = overlap = 0.0
-    for left, right in zip(edges, edges[1:]):
-        middle = 0.5 * (left + right)
-        active = sum(1 for t in diarization.turns if t.start <= middle < t.end)
+    active = 0
+    previous_time = 0.0
+    for time_point, change in events:
         if active >= 1:
-            speech += right - left
+            speech += time_point - previous_time
         if active >= 2:
-            overlap += right - left
+            overlap += time_point - previous_time
+        active += change
+        previous_time = time_point
     return overlap / speech if speech > 0 else 0.0
 
 
@@ -417,6 +434,7 @@ def _plan(spec: ConversationSpec, speakers: list[str], streams: dict[str, _Speak
     min_solo = _frames(spec.min_solo)
     turn_lo, turn_hi = _frames(spec.turn_duration[0]), _frames(spec.turn_duration[1])
     total = _frames(spec.duration)
+    expected_speech = 0.9 * total  # pauses take roughly a tenth of a podcast
 
     floor: list[_Placement] = []
     head_overlap: list[int] = []  # per floor turn: frames overlapped with the previous turn
@@ -438,9 +456,13 @@ def _plan(spec: ConversationSpec, speakers: list[str], streams: dict[str, _Speak
             for kind, share, bounds in (("crosstalk", share_crosstalk, spec.crosstalk_duration),
                                         ("interruption", share_interruption, spec.interruption_duration)):
                 deficit = share * ratio * projected - used[kind]
-                mean_length = _frames(sum(bounds) / 2)
-                wanted = _uniform_frames(rng, bounds)
-                if rng.random() < deficit / mean_length and wanted <= previous_solo - min_solo and current != previous.speaker:
+                left = share * ratio * expected_speech - used[kind]
+                shortest, mean_length = _frames(bounds[0]), _frames(sum(bounds) / 2)
+                # Never overshoot the kind's share by more than half its shortest event
+                # (backchannels, placed last, make up the exact remainder).
+                wanted = min(_uniform_frames(rng, bounds), max(shortest, int(left)))
+                if (rng.random() < deficit / mean_length and left >= shortest / 2
+                        and wanted <= previous_solo - min_solo and current != previous.speaker):
                     overlap_kind, overlap = kind, wanted
                     break
         remaining = total - start
@@ -454,7 +476,8 @@ def _plan(spec: ConversationSpec, speakers: list[str], streams: dict[str, _Speak
             low_bound = spec.crosstalk_duration[0] if overlap_kind == "crosstalk" else spec.interruption_duration[0]
             if overlap < _frames(low_bound):
                 if overlap_kind == "crosstalk" and overlap >= _frames(spec.interruption_duration[0]):
-                    overlap_kind = "interruption"
+                    # The new turn is too short for cross-talk: make it an interruption.
+                    overlap_kind, overlap = "interruption", min(overlap, _frames(spec.interruption_duration[1]))
                 else:
                     overlap_kind, overlap = "turn", 0
             if overlap:
