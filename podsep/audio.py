@@ -224,11 +224,19 @@ def atomic_destination(final_path: Path) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        os.chmod(temporary_path, 0o666 & ~current_umask())  # mkstemp makes 0600; results are ordinary files
         os.replace(temporary_path, final_path)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary_path.unlink()
         raise
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_audio(path: Path, samples: np.ndarray, sample_rate: int, *, fmt: str = "wav", bit_depth: str = "16") -> bool:

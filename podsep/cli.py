@@ -55,7 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
     split.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     split.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    split.set_defaults(func=run_split)
+    for register in _command_registrars():
+        register(commands)
     return parser
+
+
+def _command_registrars() -> list[Any]:
+    """Other subcommands live in their own modules; each exposes ``register(subparsers)``.
+
+    ``register`` adds its parser and sets ``func`` (taking the parsed args,
+    returning an exit code) as the parser's default.
+    """
+    import importlib
+
+    registrars = []
+    for module_name in ("podsep.model_admin", "podsep.evaluate", "podsep.bench"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        registrars.append(module.register)
+    return registrars
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,12 +111,15 @@ def _progress_hook(quiet: bool) -> Any:
 
 
 def run_split(args: argparse.Namespace) -> int:
+    from .audio import check_input_path
     from .config import load_settings
     from .pipeline import split
 
     if args.diarization and len(args.inputs) > 1:
         raise PodsepError("--diarization describes one recording: give one input with it")
     settings = load_settings(args.config, _overrides(args))
+    for path in args.inputs:  # fail on a bad path before any work or progress output
+        check_input_path(path)
     names = [n for n in args.names.split(",")] if args.names else None
     for path in args.inputs:
         hook = _progress_hook(args.quiet)
@@ -126,11 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     _quiet_libraries()
-    debug = getattr(args, "debug", False)
+    debug = getattr(args, "debug", False) or os.environ.get("PODSEP_DEBUG") == "1"
     try:
-        if args.command == "split":
-            return run_split(args)
-        parser.error(f"unknown command {args.command}")
+        return int(args.func(args) or 0)
     except PodsepError as error:
         print(f"podsep: error: {error}", file=sys.stderr)
         return error.exit_code
@@ -148,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"podsep: internal error: {type(error).__name__}: {redact(str(error).splitlines()[0] if str(error) else '')} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import write_audio
+from .audio import current_umask, write_audio
 from .errors import OutputError
 
 
@@ -87,6 +87,7 @@ def write_result(
         manifest["files"] = {role: path.name for role, path in files.items()}
         (staging / manifest_name).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         files["manifest"] = folder / manifest_name
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; the result is an ordinary folder
         _move_into_place(staging, folder, overwrite)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)

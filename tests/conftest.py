@@ -25,3 +25,28 @@ def shared_dir() -> Path:
     if not (path / "data").is_dir():
         pytest.fail(f"shared data folder not found at {path}; set PODSEP_SHARED")
     return path
+
+
+@pytest.fixture(scope="session")
+def fixture_models(tmp_path_factory, shared_dir) -> dict[str, Path]:
+    """Small random-weight models in the exact on-disk formats of the defaults.
+
+    They load through the same code as the Hub models (``Pipeline.from_pretrained``,
+    ``SepformerSeparation.from_hparams``); only the path differs. Their output
+    is meaningless as quality: tests use them for wiring, shapes and files only.
+    """
+    from podsep.testing.fixture_models import build_pyannote_pipeline, build_sepformer
+
+    root = tmp_path_factory.mktemp("fixture-models")
+    return {
+        "pyannote": build_pyannote_pipeline(
+            root / "pyannote", plda_dir=shared_dir / "models" / "pyannote-community-1-plda"
+        ),
+        "sepformer": build_sepformer(root / "sepformer"),
+    }
+
+
+@pytest.fixture(scope="session")
+def two_speaker_wav(shared_dir) -> Path:
+    """A real two-person conversation (30 s, 16 kHz) with reference turns beside it."""
+    return shared_dir / "data" / "pyannote-sample" / "sample.wav"
