@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .intervals import Intervals
+
 ORIGINAL = "original"
 SEPARATED = "separated"
 SILENCE = "silence"
@@ -74,10 +76,11 @@ class TrackPlan:
 
 
 def plan_track(
-    speaker_row: int,
-    activity: np.ndarray,
+    own: Intervals,
+    others: Intervals,
     spans: Sequence[SeparatedSpan],
-    assigned: dict[int, set[int]],
+    assigned_windows: set[int],
+    num_samples: int,
     *,
     overlap_policy: str,
     fade: int,
@@ -85,51 +88,57 @@ def plan_track(
 ) -> TrackPlan:
     """Segments and joints for one speaker.
 
-    ``activity``: boolean ``(num_speakers, num_samples)``; ``assigned[w]``: the
-    speaker rows that received a source in window ``w``. ``overlap_policy`` decides
-    what an overlap the separator did not handle becomes: the mixture
-    (``separate``/``duplicate``) or silence (``mute``).
+    ``own``: where this speaker talks; ``others``: where anyone else talks;
+    ``assigned_windows``: the windows whose separator output gave this speaker a
+    source. ``overlap_policy`` decides what an overlap the separator did not
+    handle becomes: the mixture (``separate``/``duplicate``) or silence (``mute``).
     """
-    num_samples = activity.shape[1]
-    mine = activity[speaker_row]
-    others = np.delete(activity, speaker_row, axis=0).any(axis=0) if activity.shape[0] > 1 else np.zeros(num_samples, bool)
-
-    kind = np.full(num_samples, 0, dtype=np.int8)  # 0 silence, 1 original, 2 separated
-    window_of = np.full(num_samples, -1, dtype=np.int32)
-    kind[mine] = 1
+    used = [span for span in spans if span.window in assigned_windows]
+    edges = {0, num_samples}
+    for intervals in (own, others):
+        edges.update(intervals.starts.tolist())
+        edges.update(intervals.ends.tolist())
+    for span in used:
+        edges.update((span.core_start, span.core_end))
+    bounds = np.array(sorted(e for e in edges if 0 <= e <= num_samples), dtype=np.int64)
+    starts, ends = bounds[:-1], bounds[1:]
+    mine = own.contains(starts)
+    overlapped = mine & others.contains(starts)
+    kind = np.where(mine, 1, 0).astype(np.int8)  # 0 silence, 1 original, 2 separated
     if overlap_policy == "mute":
-        kind[mine & others] = 0
-    for span in spans:
-        if speaker_row in assigned.get(span.window, set()):
-            core = slice(span.core_start, span.core_end)
-            active = mine[core]
-            kind[core] = np.where(active, 2, 0)
-            window_of[core] = np.where(active, span.window, -1)
+        kind[overlapped] = 0
+    window_of = np.full(len(starts), -1, dtype=np.int64)
+    if used:
+        core_starts = np.array([span.core_start for span in used])
+        order = np.argsort(core_starts)
+        core_starts = core_starts[order]
+        core_ends = np.array([span.core_end for span in used])[order]
+        index = np.searchsorted(core_starts, starts, side="right") - 1
+        in_core = (index >= 0) & mine
+        in_core[in_core] = starts[in_core] < core_ends[index[in_core]]
+        kind[in_core] = 2
+        window_of[in_core] = np.array([used[i].window for i in order])[index[in_core]]
 
-    segments = _runs(kind, window_of)
+    segments: list[Segment] = []
+    names = {0: SILENCE, 1: ORIGINAL, 2: SEPARATED}
+    for a, b, k, w in zip(starts.tolist(), ends.tolist(), kind.tolist(), window_of.tolist()):
+        label = names[k]
+        if segments and segments[-1].kind == label and segments[-1].window == w:
+            segments[-1] = Segment(segments[-1].start, b, label, w)
+        else:
+            segments.append(Segment(a, b, label, w))
     by_window = {span.window: span for span in spans}
     joints = [
-        _place_joint(left, right, segments, index, others, by_window, fade)
-        for index, (left, right) in enumerate(zip(segments, segments[1:]))
+        _place_joint(left, right, others, by_window, fade)
+        for left, right in zip(segments, segments[1:])
     ]
     return TrackPlan(speaker, segments, [j for j in joints if j is not None])
-
-
-def _runs(kind: np.ndarray, window_of: np.ndarray) -> list[Segment]:
-    names = {0: SILENCE, 1: ORIGINAL, 2: SEPARATED}
-    key = kind.astype(np.int64) * 1_000_003 + window_of
-    change = np.flatnonzero(np.diff(key)) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [len(kind)]])
-    return [Segment(int(s), int(e), names[int(kind[s])], int(window_of[s])) for s, e in zip(starts, ends)]
 
 
 def _place_joint(
     left: Segment,
     right: Segment,
-    segments: list[Segment],
-    index: int,
-    others: np.ndarray,
+    others: Intervals,
     spans: dict[int, SeparatedSpan],
     fade: int,
 ) -> Joint | None:
@@ -138,7 +147,7 @@ def _place_joint(
         return None
     boundary = left.start + left.length
 
-    def budget(segment: Segment, position: int) -> int:
+    def budget(segment: Segment) -> int:
         # A segment may host a fade at each end: each gets at most half of it.
         return segment.length // 2
 
@@ -151,26 +160,24 @@ def _place_joint(
     kinds = (left.kind, right.kind)
     if SILENCE in kinds:
         silent, voiced = (left, right) if left.kind == SILENCE else (right, left)
-        voiced_position = index + 1 if voiced is right else index
-        length = min(fade, silent.length // 2, budget(voiced, voiced_position))
+        length = min(fade, silent.length // 2, budget(voiced))
         outside = (boundary - length, boundary) if silent is left else (boundary, boundary + length)
-        quiet = not others[outside[0]:outside[1]].any() if voiced.kind == ORIGINAL else True
+        quiet = not others.touches(*outside) if voiced.kind == ORIGINAL else True
         if length > 0 and quiet and available(voiced, *outside):
             return Joint(outside[0], outside[1], left, right)
-        length = min(fade, budget(voiced, voiced_position))
+        length = min(fade, budget(voiced))
         inside = (boundary, boundary + length) if voiced is right else (boundary - length, boundary)
         return Joint(inside[0], inside[1], left, right) if length > 0 else None
     if kinds in ((ORIGINAL, SEPARATED), (SEPARATED, ORIGINAL)):
         original = left if left.kind == ORIGINAL else right
-        position = index if original is left else index + 1
-        length = min(fade, budget(original, position))
+        length = min(fade, budget(original))
         region = (boundary - length, boundary) if original is left else (boundary, boundary + length)
         separated = right if original is left else left
         span = spans[separated.window]
         region = (max(region[0], span.start), min(region[1], span.end))
         return Joint(region[0], region[1], left, right) if region[1] > region[0] else None
     # separated -> separated (chunks of one long overlap, or two nearby windows)
-    half = min(fade, budget(left, index), budget(right, index + 1)) // 2
+    half = min(fade, budget(left), budget(right)) // 2
     start, end = boundary - half, boundary + half
     left_span, right_span = spans[left.window], spans[right.window]
     start = max(start, right_span.start)

@@ -38,14 +38,29 @@ CONFIDENCE_TEMPERATURE = 0.1
 
 @dataclass
 class WindowAssignment:
-    """The outcome for one window."""
+    """The outcome for one window.
 
-    sources: dict[str, np.ndarray]          # speaker -> rescaled source, (channels, window length)
+    Each assigned speaker keeps one mono separator output plus a gain per output
+    channel (half the memory of storing the rescaled multichannel signal).
+    """
+
+    mono_sources: dict[str, np.ndarray]     # speaker -> separator output used, (window length,)
+    channel_gains: dict[str, np.ndarray]    # speaker -> (channels,) level-restoring gains
     source_index: dict[str, int]            # speaker -> index of the separator output used
     confidence: float
     evidence: list[str]
     gains_db: dict[str, float] = field(default_factory=dict)
     unassigned_speakers: tuple[str, ...] = ()
+
+    def source(self, speaker: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The speaker's rescaled source over window samples ``[start, stop)``, ``(channels, n)``."""
+        mono = self.mono_sources[speaker][start:stop]
+        return (self.channel_gains[speaker][:, None] * mono[None, :]).astype(np.float32)
+
+    @property
+    def sources(self) -> dict[str, np.ndarray]:
+        """Every assigned speaker's rescaled source over the whole window."""
+        return {speaker: self.source(speaker) for speaker in self.mono_sources}
 
 
 def assign_window(
@@ -105,8 +120,9 @@ def assign_window(
     mapping = {chosen[r]: int(c) for r, c in zip(rows, columns)}
     confidence = _confidence(scores, rows, columns) if evidence else 1.0 / _count_assignments(len(chosen), num_sources)
 
-    scaled, gains = _restore_levels(mixture, sources, mapping, solo, activity, [row_of[s] for s in chosen])
-    return WindowAssignment(scaled, mapping, confidence, evidence or ["none"], gains, leftover)
+    channel_gains, gains_db = _restore_levels(mixture, sources, mapping, solo, activity, [row_of[s] for s in chosen])
+    mono = {label: np.ascontiguousarray(sources[index], dtype=np.float32) for label, index in mapping.items()}
+    return WindowAssignment(mono, channel_gains, mapping, confidence, evidence or ["none"], gains_db, leftover)
 
 
 def _solo_masks(activity: np.ndarray, chosen_rows: list[int], min_samples: int) -> dict[int, np.ndarray]:
@@ -216,11 +232,10 @@ def _restore_levels(
                 solution, *_ = np.linalg.lstsq(basis, mixture[c, mask].astype(np.float64), rcond=None)
                 for i in np.flatnonzero(~fitted):
                     gains[i, c] = solution[i]
-    scaled = {}
+    channel_gains = {}
     gains_db = {}
     for i, label in enumerate(labels):
-        source = sources[mapping[label]]
-        scaled[label] = (gains[i][:, None] * source[None, :]).astype(np.float32)
+        channel_gains[label] = gains[i].astype(np.float32)
         magnitude = float(np.sqrt(np.mean(np.square(gains[i]))))
         gains_db[label] = float(20 * np.log10(magnitude)) if magnitude > 0 else float("-inf")
-    return scaled, gains_db
+    return channel_gains, gains_db

@@ -28,6 +28,8 @@ ANALYSIS_RATE = 16000
 
 # Formats soundfile (libsndfile) decodes exactly and fast; everything else goes through ffmpeg.
 _SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+# PCM containers that libsndfile seeks in exactly: read in place, block by block.
+_SEEKABLE_SUFFIXES = {".wav", ".flac", ".aiff", ".aif"}
 
 WAV_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 OUTPUT_FORMATS = ("wav", "flac", "mp3")
@@ -76,6 +78,99 @@ class Audio:
         if self.num_channels == 1:
             return self.samples[0]
         return self.samples.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` as ``(channels, n)`` (the same interface as :class:`FileAudio`)."""
+        return self.samples[:, max(start, 0):max(stop, 0)]
+
+    def close(self) -> None:
+        """Nothing to release (in-memory)."""
+
+
+class FileAudio:
+    """A seekable PCM file read in blocks, so long recordings are never held whole.
+
+    ``temporary`` files (ffmpeg's decode of a compressed input) are deleted by
+    :meth:`close`.
+    """
+
+    def __init__(self, path: Path, *, temporary: bool = False, label: str | None = None) -> None:
+        import soundfile
+
+        self.path = Path(path)
+        self.temporary = temporary
+        self.label = label or str(path)
+        self._file = soundfile.SoundFile(str(self.path))
+        self.sample_rate = int(self._file.samplerate)
+        self.num_channels = int(self._file.channels)
+        self.num_frames = int(self._file.frames)
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.sample_rate
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(0, start), min(self.num_frames, stop)
+        if stop <= start:
+            return np.zeros((self.num_channels, 0), dtype=np.float32)
+        self._file.seek(start)
+        block = self._file.read(stop - start, dtype="float32", always_2d=True)
+        return np.ascontiguousarray(block.T)
+
+    def close(self) -> None:
+        self._file.close()
+        if self.temporary:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
+
+    def __enter__(self) -> "FileAudio":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_audio(path: str | os.PathLike[str]) -> FileAudio:
+    """Open any input for block reads at its own rate and channel count.
+
+    WAV/FLAC/AIFF are read in place through libsndfile. Anything else (mp3,
+    m4a/aac, ogg/opus, video) is decoded once by ffmpeg, streaming, into a
+    temporary float WAV (RF64 past 4 GB) that is deleted on close.
+    """
+    path = check_input_path(path)
+    if path.suffix.lower() in _SEEKABLE_SUFFIXES:
+        try:
+            source = FileAudio(path)
+        except Exception:
+            source = None
+        if source is not None and source.num_frames > 0:
+            return source
+        if source is not None:
+            source.close()
+    info = probe(path)
+    folder = Path(tempfile.mkdtemp(prefix="podsep-decode-"))
+    target = folder / "decoded.wav"
+    command = [
+        ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn",
+        "-c:a", "pcm_f32le", "-ar", str(info["sample_rate"]), "-ac", str(info["channels"]),
+        "-rf64", "auto", "-f", "wav", str(target),
+    ]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0 or not target.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        message = _first_line(result.stderr.decode("utf-8", "replace")) or "ffmpeg failed"
+        raise InputError(f"cannot decode {path}: {message}")
+    try:
+        source = FileAudio(target, temporary=True, label=str(path))
+    except Exception as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise InputError(f"cannot decode {path}: {error}") from error
+    if source.num_frames == 0:
+        source.close()
+        raise InputError(f"input has no audio samples: {path}")
+    return source
 
 
 def ffmpeg_binary(name: str = "ffmpeg") -> str:
@@ -207,6 +302,43 @@ def analysis_copy(audio: Audio, rate: int = ANALYSIS_RATE) -> np.ndarray:
     return resample(audio.mono(), audio.sample_rate, rate)
 
 
+def stream_analysis_copy(source: "Audio | FileAudio", rate: int = ANALYSIS_RATE, block_seconds: float = 60.0) -> tuple[np.ndarray, float]:
+    """Mono copy at ``rate``, computed block by block; also the input's peak level.
+
+    Blocks start at multiples of the resampling ratio's denominator and carry
+    padding on both sides, so the joined result equals resampling the whole
+    signal at once (to float precision) while only one block is in memory.
+    """
+    from scipy.signal import resample_poly
+
+    divisor = math.gcd(int(source.sample_rate), int(rate))
+    up, down = rate // divisor, int(source.sample_rate) // divisor
+    total = source.num_frames
+    expected = int(round(total * rate / source.sample_rate))
+    out = np.zeros(expected, dtype=np.float32)
+    peak = 0.0
+    step = max(1, int(block_seconds * source.sample_rate) // down) * down
+    pad = max(1, int(0.25 * source.sample_rate) // down + 1) * down  # far longer than the filter's reach
+    for start in range(0, total, step):
+        stop = min(total, start + step)
+        block = source.read(start, stop)
+        peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+        left = source.read(max(0, start - pad), start).mean(axis=0)
+        right = source.read(stop, min(total, stop + pad)).mean(axis=0)
+        mono = block.mean(axis=0, dtype=np.float64).astype(np.float32)
+        padded = np.concatenate([np.zeros(pad - left.size, np.float32), left, mono, right,
+                                 np.zeros(pad - right.size, np.float32)])
+        if up == down:
+            resampled = padded
+        else:
+            resampled = resample_poly(padded, up, down).astype(np.float32)
+        first = pad * up // down
+        begin = start * up // down
+        count = min(expected, int(round(stop * rate / source.sample_rate))) - begin
+        out[begin:begin + count] = resampled[first:first + count]
+    return out, peak
+
+
 # -- writing ------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -239,40 +371,139 @@ def current_umask() -> int:
     return mask
 
 
-def write_audio(path: Path, samples: np.ndarray, sample_rate: int, *, fmt: str = "wav", bit_depth: str = "16") -> bool:
-    """Write ``(channels, frames)`` float audio atomically; return True if it had to clip.
+class TrackWriter:
+    """Writes one audio file block by block, under a temporary name until :meth:`commit`.
 
-    WAV takes 16/24-bit PCM or 32-bit float; FLAC 16/24-bit; MP3 goes through
-    ffmpeg (via pydub) at 192 kbit/s.
+    WAV (16/24-bit PCM or float, RF64 past 4 GB) and FLAC go through libsndfile;
+    MP3 is encoded by ffmpeg reading raw float samples from a pipe. Samples beyond
+    full scale are clipped for integer formats and counted, so the caller can warn.
     """
-    samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
-    clipped = bool(np.any(np.abs(samples) > 1.0)) and not (fmt == "wav" and bit_depth == "float")
-    if clipped:
-        samples = np.clip(samples, -1.0, 1.0)
-    try:
-        with atomic_destination(path) as temporary:
-            if fmt in ("wav", "flac"):
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, *, fmt: str = "wav", bit_depth: str = "16") -> None:
+        if fmt not in OUTPUT_FORMATS:
+            raise OutputError(f"unsupported output format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
+        subtype = WAV_SUBTYPES.get(bit_depth)
+        if subtype is None or (fmt == "flac" and bit_depth == "float"):
+            raise OutputError(f"unsupported bit depth '{bit_depth}' for {fmt}")
+        self.path = Path(path)
+        self.fmt = fmt
+        self.clips = fmt == "mp3" or bit_depth != "float"
+        self.clipped_samples = 0
+        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.stem[:40]}.", suffix=f".partial.{fmt}", dir=self.path.parent)
+        os.close(handle)
+        self.temporary = Path(temporary)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._file = None
+        try:
+            if fmt == "mp3":
+                command = [
+                    ffmpeg_binary(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(sample_rate),
+                    "-ac", str(channels), "-i", "-", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3", str(self.temporary),
+                ]
+                self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            else:
                 import soundfile
 
-                subtype = WAV_SUBTYPES.get(bit_depth)
-                if subtype is None or (fmt == "flac" and bit_depth == "float"):
-                    raise OutputError(f"unsupported bit depth '{bit_depth}' for {fmt}")
-                soundfile.write(str(temporary), samples.T, sample_rate, subtype=subtype, format=fmt.upper())
-            elif fmt == "mp3":
-                _write_mp3(temporary, samples, sample_rate)
-            else:
-                raise OutputError(f"unsupported output format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
+                container = "RF64" if fmt == "wav" else "FLAC"
+                self._file = soundfile.SoundFile(str(self.temporary), "w", samplerate=sample_rate, channels=channels,
+                                                 subtype=subtype, format=container)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``(channels, n)`` float samples."""
+        block = np.asarray(block, dtype=np.float32)
+        if self.clips:
+            over = np.abs(block) > 1.0
+            if over.any():
+                self.clipped_samples += int(over.sum())
+                block = np.clip(block, -1.0, 1.0)
+        try:
+            if self._process is not None:
+                assert self._process.stdin is not None
+                self._process.stdin.write(np.ascontiguousarray(block.T).astype("<f4").tobytes())
+            elif self._file is not None:
+                self._file.write(block.T)
+        except (OSError, RuntimeError) as error:
+            raise OutputError(f"cannot write {self.path}: {getattr(error, 'strerror', None) or error}") from error
+
+    def commit(self) -> None:
+        """Finish the file and rename it to its final name."""
+        try:
+            if self._process is not None:
+                assert self._process.stdin is not None
+                self._process.stdin.close()
+                error = self._process.stderr.read().decode("utf-8", "replace") if self._process.stderr else ""
+                if self._process.wait() != 0:
+                    raise OutputError(f"cannot encode {self.path}: {_first_line(error) or 'ffmpeg failed'}")
+            elif self._file is not None:
+                self._file.close()
+            if self.fmt == "wav":
+                _downgrade_rf64(self.temporary)
+            os.chmod(self.temporary, 0o666 & ~current_umask())  # mkstemp makes 0600
+            os.replace(self.temporary, self.path)
+        except OSError as error:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {error.strerror or error}") from error
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the partial file (on error or interruption)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if self._file is not None and not self._file.closed:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        with contextlib.suppress(OSError):
+            self.temporary.unlink()
+
+
+def _downgrade_rf64(path: Path) -> None:
+    """Files under 4 GB are written as plain RIFF WAV, which every tool reads.
+
+    libsndfile's RF64 writer keeps a ``JUNK`` chunk reserved for the 64-bit
+    sizes; when the file stayed small, the header is rewritten as ``RIFF``/``WAVE``
+    with the same data (the reserved chunk is a legal chunk any reader skips).
+    """
+    size = path.stat().st_size
+    if size >= 0xFFFFFFFF:
+        return
+    with open(path, "r+b") as handle:
+        head = handle.read(12)
+        if head[:4] != b"RF64":
+            return
+        handle.seek(0)
+        handle.write(b"RIFF" + (size - 8).to_bytes(4, "little") + b"WAVE")
+        # the ds64 chunk becomes JUNK so readers skip it
+        handle.seek(12)
+        if handle.read(4) == b"ds64":
+            handle.seek(12)
+            handle.write(b"JUNK")
+        handle.seek(0)
+        data = handle.read(4096)
+        index = data.find(b"data")
+        if index >= 0:
+            handle.seek(index + 4)
+            declared = int.from_bytes(data[index + 4:index + 8], "little")
+            if declared == 0xFFFFFFFF:
+                handle.write((size - index - 8).to_bytes(4, "little"))
+
+
+def write_audio(path: Path, samples: np.ndarray, sample_rate: int, *, fmt: str = "wav", bit_depth: str = "16") -> bool:
+    """Write ``(channels, frames)`` float audio atomically; return True if it had to clip."""
+    samples = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+    try:
+        writer = TrackWriter(Path(path), sample_rate, samples.shape[0], fmt=fmt, bit_depth=bit_depth)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
-    return clipped
-
-
-def _write_mp3(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    from pydub import AudioSegment
-
-    ffmpeg_binary()
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    segment = AudioSegment(
-        data=pcm.T.tobytes(), sample_width=2, frame_rate=sample_rate, channels=samples.shape[0]
-    )
-    segment.export(str(path), format="mp3", bitrate="192k")
+    try:
+        writer.write(samples)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    return writer.clipped_samples > 0

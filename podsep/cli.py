@@ -40,9 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--min-speakers", type=int, help="lower bound on the number of speakers")
     split.add_argument("--max-speakers", type=int, help="upper bound on the number of speakers")
     split.add_argument("--diarization", metavar="RTTM", help="use this RTTM (file.rttm or file.rttm:URI) instead of running a diarizer")
+    split.add_argument("--diarizer", choices=["auto", "pyannote", "embedded"],
+                       help="auto (default): the pyannote model if it loads, else the embedded diarizer; "
+                            "pyannote: that or an error; embedded: no download at all")
     split.add_argument("--diarization-model", help="pyannote pipeline: Hub id or local folder")
     split.add_argument("--separation-model", help="SepFormer model: Hub id or local folder")
     split.add_argument("--overlap", choices=["separate", "duplicate", "mute"], help="what to do with overlapped speech (default: separate)")
+    split.add_argument("--overlap-fallback", choices=["duplicate", "mute", "error"],
+                       help="what overlaps become when no separator can be loaded (default: duplicate)")
+    split.add_argument("--no-cache", action="store_true", help="do not reuse or store cached diarizations")
     split.add_argument("--context", type=float, help="seconds of context around each overlap given to the separator")
     split.add_argument("--crossfade", type=float, help="crossfade length in seconds")
     split.add_argument("--format", choices=["wav", "flac", "mp3"], help="track format (default: wav)")
@@ -87,6 +93,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "diarization.min_speakers": args.min_speakers,
         "diarization.max_speakers": args.max_speakers,
         "diarization.model": args.diarization_model,
+        "diarization.backend": args.diarizer,
+        "diarization.cache": False if args.no_cache else None,
+        "overlaps.fallback": args.overlap_fallback,
         "separation.model": args.separation_model,
         "separation.batch_size": args.batch_size,
         "overlaps.policy": args.overlap,

@@ -20,19 +20,21 @@ from .errors import PodsepError
 
 OVERLAP_POLICIES = ("separate", "duplicate", "mute")
 CROSSFADE_LAWS = ("power", "gain")
-DIARIZER_BACKENDS = ("pyannote",)
+DIARIZER_BACKENDS = ("auto", "pyannote", "embedded")
+FALLBACK_POLICIES = ("duplicate", "mute", "error")
 
 
 @dataclass
 class DiarizationSettings:
     """Who speaks when."""
 
-    backend: str = "pyannote"
+    backend: str = "auto"
     model: str = "pyannote/speaker-diarization-community-1"
     revision: str | None = None
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    cache: bool = True
 
 
 @dataclass
@@ -40,6 +42,7 @@ class OverlapSettings:
     """How overlapped speech is found and cut into separation windows."""
 
     policy: str = "separate"
+    fallback: str = "duplicate"
     min_duration: float = 0.05
     merge_gap: float = 0.5
     context: float = 1.0
@@ -102,6 +105,7 @@ class Settings:
         """Reject values that would fail later, with the name of the knob."""
         checks = [
             (self.overlaps.policy in OVERLAP_POLICIES, f"overlaps.policy must be one of {', '.join(OVERLAP_POLICIES)}"),
+            (self.overlaps.fallback in FALLBACK_POLICIES, f"overlaps.fallback must be one of {', '.join(FALLBACK_POLICIES)}"),
             (self.assembly.crossfade_law in CROSSFADE_LAWS, f"assembly.crossfade_law must be one of {', '.join(CROSSFADE_LAWS)}"),
             (self.diarization.backend in DIARIZER_BACKENDS, f"diarization.backend must be one of {', '.join(DIARIZER_BACKENDS)}"),
             (self.output.format in ("wav", "flac", "mp3"), "output.format must be wav, flac or mp3"),
@@ -183,6 +187,10 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
         return None
     try:
         if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
             return bool(value)
         if isinstance(default, int):
             return int(value)

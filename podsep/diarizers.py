@@ -101,12 +101,16 @@ class PyannoteDiarizer:
         return self
 
     def describe(self) -> dict[str, Any]:
-        return {
+        description = {
             "kind": "pyannote.audio.Pipeline",
             "source": self.source,
             "revision": self.revision,
             "device": self.device,
         }
+        folder = Path(self.source).expanduser()
+        if folder.is_dir():
+            description["fingerprint"] = folder_fingerprint(folder)
+        return description
 
     def __call__(
         self,
@@ -183,6 +187,17 @@ class ReferenceDiarizer:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "reference", "source": self.source}
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Identity of a local model folder (names, sizes, modification times), for cache keys."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def _pipeline_revision(pipeline: Any) -> str | None:

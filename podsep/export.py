@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import current_umask, write_audio
+from .audio import TrackWriter, current_umask
 from .errors import OutputError
 
 
@@ -50,6 +50,65 @@ def safe_name(text: str) -> str:
     return text[:120]
 
 
+class ResultStaging:
+    """A hidden folder beside the destination that becomes the result folder in one rename.
+
+    Tracks are streamed into it (:meth:`track_writer`), then :meth:`finish` adds
+    the RTTM and manifest and moves it into place; :meth:`abort` (or any error)
+    removes it, so nothing partial ever appears under the final name.
+    """
+
+    def __init__(self, folder: Path, stem: str, *, overwrite: bool) -> None:
+        check_destination(folder, overwrite)
+        self.folder = folder
+        self.stem = safe_name(stem)
+        self.overwrite = overwrite
+        self.files: dict[str, Path] = {}
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=f".{folder.name[:40]}.partial-", dir=folder.parent))
+        except OSError as error:
+            raise OutputError(f"cannot write into {folder.parent}: {error.strerror or error}") from error
+
+    def track_writer(self, speaker: str, sample_rate: int, channels: int, *, fmt: str, bit_depth: str) -> TrackWriter:
+        name = f"{self.stem}.{safe_name(speaker)}.{fmt}"
+        self.files[f"track:{speaker}"] = self.folder / name
+        try:
+            return TrackWriter(self.path / name, sample_rate, channels, fmt=fmt, bit_depth=bit_depth)
+        except OSError as error:
+            raise OutputError(f"cannot write into {self.folder.parent}: {error.strerror or error}") from error
+
+    def finish(self, rttm: str, manifest: dict[str, Any]) -> dict[str, Path]:
+        try:
+            rttm_name = f"{self.stem}.rttm"
+            (self.path / rttm_name).write_text(rttm, encoding="utf-8")
+            self.files["rttm"] = self.folder / rttm_name
+            manifest_name = f"{self.stem}.json"
+            self.files["manifest"] = self.folder / manifest_name
+            manifest["files"] = {role: path.name for role, path in self.files.items()}
+            text = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+            (self.path / manifest_name).write_text(text, encoding="utf-8")
+            os.chmod(self.path, 0o777 & ~current_umask())  # mkdtemp makes 0700; the result is an ordinary folder
+            _move_into_place(self.path, self.folder, self.overwrite)
+        except OSError as error:
+            self.abort()
+            raise OutputError(f"cannot write results to {self.folder}: {error.strerror or error}") from error
+        except BaseException:
+            self.abort()
+            raise
+        return dict(self.files)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def write_result(
     folder: Path,
     stem: str,
@@ -62,40 +121,31 @@ def write_result(
     bit_depth: str,
     overwrite: bool,
 ) -> dict[str, Path]:
-    """Write everything into ``folder`` atomically; return the final paths by role."""
-    check_destination(folder, overwrite)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:40]}.partial-", dir=folder.parent))
-    except OSError as error:
-        raise OutputError(f"cannot write into {folder.parent}: {error.strerror or error}") from error
-    files: dict[str, Path] = {}
+    """Write in-memory tracks, RTTM and manifest into ``folder`` atomically; return paths by role."""
+    staging = ResultStaging(folder, stem, overwrite=overwrite)
     try:
         clipped = []
         for speaker, samples in tracks.items():
-            name = f"{safe_name(stem)}.{safe_name(speaker)}.{fmt}"
-            if write_audio(staging / name, samples, sample_rate, fmt=fmt, bit_depth=bit_depth):
+            samples = np.atleast_2d(samples)
+            writer = staging.track_writer(speaker, sample_rate, samples.shape[0], fmt=fmt, bit_depth=bit_depth)
+            try:
+                writer.write(samples)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
+            if writer.clipped_samples:
                 clipped.append(speaker)
-            files[f"track:{speaker}"] = folder / name
         if clipped:
-            manifest.setdefault("warnings", []).append(
-                f"tracks of {', '.join(clipped)} exceeded full scale and were clipped; use --bit-depth float to keep them"
-            )
-        rttm_name = f"{safe_name(stem)}.rttm"
-        (staging / rttm_name).write_text(rttm, encoding="utf-8")
-        files["rttm"] = folder / rttm_name
-        manifest_name = f"{safe_name(stem)}.json"
-        manifest["files"] = {role: path.name for role, path in files.items()}
-        (staging / manifest_name).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        files["manifest"] = folder / manifest_name
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; the result is an ordinary folder
-        _move_into_place(staging, folder, overwrite)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write results to {folder}: {error.strerror or error}") from error
+            manifest.setdefault("warnings", []).append(clipping_warning(clipped))
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.abort()
         raise
-    return files
+    return staging.finish(rttm, manifest)
+
+
+def clipping_warning(speakers: list[str]) -> str:
+    return f"tracks of {', '.join(speakers)} exceeded full scale and were clipped; use --bit-depth float to keep them"
 
 
 def _move_into_place(staging: Path, folder: Path, overwrite: bool) -> None:

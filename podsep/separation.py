@@ -109,6 +109,13 @@ class SepformerSeparator:
             self.revision = self.revision or resolve_revision(savedir)
         return self
 
+    def move_to(self, device: str) -> None:
+        """Continue on another device (used after a GPU out-of-memory error)."""
+        self.device = device
+        if self._model is not None:
+            self._model.mods.to(device)
+            self._model.device = device
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": "speechbrain.SepformerSeparation",
@@ -143,6 +150,73 @@ class SepformerSeparator:
         return outputs
 
 
+def iter_separated(
+    separator: Separator,
+    read_window: Callable[[int], np.ndarray],
+    lengths: Sequence[int],
+    sample_rate: int,
+    *,
+    batch_size: int = 1,
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(window index, sources)`` in window order, reading each window only when needed.
+
+    Consecutive windows of similar length share a forward pass when the
+    separator has ``separate_batch``. A GPU out-of-memory error retries the batch
+    one window at a time, then moves the separator to the CPU, saying so through
+    ``warn``; only then does it give up.
+    """
+    can_batch = batch_size > 1 and hasattr(separator, "separate_batch")
+    order = list(range(len(lengths)))
+    for group in _length_groups(order, lengths, batch_size if can_batch else 1):
+        mixtures = [read_window(i) for i in group]
+        for index, sources in zip(group, _separate_group(separator, mixtures, sample_rate, warn)):
+            yield index, _validate_sources(np.asarray(sources, dtype=np.float32), lengths[index])
+
+
+def _separate_group(separator: Any, mixtures: list[np.ndarray], sample_rate: int,
+                    warn: Callable[[str], None] | None) -> list[np.ndarray]:
+    try:
+        if len(mixtures) > 1:
+            return list(separator.separate_batch(mixtures, sample_rate))
+        return [separator(mixtures[0], sample_rate)]
+    except Exception as error:
+        if not _is_out_of_memory(error):
+            raise
+    _release_gpu_memory()
+    if len(mixtures) > 1:
+        if warn:
+            warn(f"GPU out of memory separating {len(mixtures)} windows at once; retrying one at a time")
+        return [item for mixture in mixtures for item in _separate_group(separator, [mixture], sample_rate, warn)]
+    if hasattr(separator, "move_to") and getattr(separator, "device", "cpu") != "cpu":
+        if warn:
+            warn("GPU out of memory on a single window; continuing separation on the CPU (slower)")
+        separator.move_to("cpu")
+        return [separator(mixtures[0], sample_rate)]
+    raise ModelError("out of memory during separation (lower overlaps.max_window or use a machine with more memory)")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+
+
+def _release_gpu_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
 def run_separator(
     separator: Separator,
     windows: Sequence[np.ndarray],
@@ -151,34 +225,24 @@ def run_separator(
     batch_size: int = 1,
     hook: ProgressHook | None = None,
 ) -> list[np.ndarray]:
-    """Separate every window, batching by similar length when the separator supports it.
-
-    Returns sources per window in input order, each ``(num_sources, len(window))``.
-    """
-    results: list[np.ndarray | None] = [None] * len(windows)
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-    can_batch = batch_size > 1 and hasattr(separator, "separate_batch")
-    done = 0
-    if hook:
-        hook("separation", None, completed=0, total=len(windows))
-    for group in _length_groups(order, windows, batch_size if can_batch else 1):
-        if can_batch and len(group) > 1:
-            outputs = separator.separate_batch([windows[i] for i in group], sample_rate)  # type: ignore[attr-defined]
-        else:
-            outputs = [separator(windows[i], sample_rate) for i in group]
-        for i, sources in zip(group, outputs):
-            results[i] = _validate_sources(np.asarray(sources, dtype=np.float32), len(windows[i]))
-        done += len(group)
+    """Separate in-memory windows; sources per window in input order."""
+    results: list[np.ndarray] = []
+    for done, (_, sources) in enumerate(
+        iter_separated(separator, lambda i: windows[i], [len(w) for w in windows], sample_rate, batch_size=batch_size),
+        start=1,
+    ):
+        results.append(sources)
         if hook:
             hook("separation", None, completed=done, total=len(windows))
-    return [r for r in results if r is not None]
+    return results
 
 
-def _length_groups(order: list[int], windows: Sequence[np.ndarray], size: int) -> Iterator[list[int]]:
+def _length_groups(order: list[int], lengths: Sequence[int], size: int) -> Iterator[list[int]]:
     """Consecutive groups of at most ``size`` windows whose lengths differ by at most 25 %."""
     group: list[int] = []
     for index in order:
-        if group and (len(group) >= size or len(windows[index]) > 1.25 * len(windows[group[0]])):
+        first = lengths[group[0]] if group else 0
+        if group and (len(group) >= size or not (0.8 * first <= lengths[index] <= 1.25 * first)):
             yield group
             group = []
         group.append(index)

@@ -19,6 +19,13 @@ def shared_path() -> Path:
     return Path(os.environ.get("PODSEP_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep podsep's caches (diarizations, model links) inside the test session."""
+    os.environ["PODSEP_CACHE"] = str(tmp_path_factory.mktemp("podsep-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     path = shared_path()

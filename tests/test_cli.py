@@ -92,8 +92,9 @@ def test_python_api_is_silent_and_reports_through_the_hook(tmp_path, two_speaker
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     stages = [step for step, *_ in events if "/" not in step]
-    for stage in ("decode", "diarization", "overlaps", "separation", "assignment", "assembly", "export", "done"):
+    for stage in ("decode", "diarization", "overlaps", "separation", "assembly", "export", "done"):
         assert stage in stages
+    assert set(result.manifest["timings"]) >= {"separation", "assignment"}  # timed apart, reported as one stage
     assert stages.index("decode") < stages.index("separation") < stages.index("assembly") < stages.index("done")
     assert result.speakers == ["Ann", "Ben"]
     assert all(track.shape == audio.samples.shape for track in result.tracks.values())
@@ -137,10 +138,11 @@ def test_truncated_wav_is_decoded_or_refused_cleanly(tmp_path, two_speaker_wav):
 
 
 def test_missing_model_folder_and_offline_hub(tmp_path, two_speaker_wav):
-    result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "a"), "--diarization-model", str(tmp_path / "no-such-model"))
+    result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "a"), "--diarizer", "pyannote",
+                     "--diarization-model", str(tmp_path / "no-such-model"))
     assert_clean_failure(result, "diarization model folder not found")
     token = "hf_" + "Q" * 30
-    result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "b"), "--hf-token", token)
+    result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "b"), "--hf-token", token, "--diarizer", "pyannote")
     assert_clean_failure(result, "pyannote/speaker-diarization-community-1", "cannot be reached")
     assert token not in result.stderr
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
@@ -149,7 +151,7 @@ def test_missing_model_folder_and_offline_hub(tmp_path, two_speaker_wav):
 def test_missing_separator_model_fails_before_writing(tmp_path, two_speaker_wav, shared_dir):
     result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "out"),
                      "--diarization", str(shared_dir / "data" / "pyannote-sample" / "sample.rttm"),
-                     "--separation-model", "speechbrain/sepformer-does-not-exist")
+                     "--separation-model", "speechbrain/sepformer-does-not-exist", "--overlap-fallback", "error")
     assert_clean_failure(result, "separation model", "cannot be reached")
     assert not any((tmp_path / "out").iterdir())
 

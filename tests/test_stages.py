@@ -17,6 +17,7 @@ from podsep.config import Settings, load_settings
 from podsep.diarization import Diarization
 from podsep.errors import InputError, OutputError, PodsepError
 from podsep.export import safe_name, write_result
+from podsep.intervals import Intervals
 from podsep.overlaps import find_overlap_regions, plan_windows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,10 +96,9 @@ def test_fade_laws_keep_power_and_gain():
 
 def test_assembly_plan_and_render_are_click_free():
     rate = 1000
-    d = Diarization.from_turns([(0.1, 0.6, "A"), (0.4, 0.9, "B")])
-    activity = d.activity(rate, rate)
+    a, b = Intervals.of([(100, 600)]), Intervals.of([(400, 900)])
     span = SeparatedSpan(window=0, start=200, end=800, core_start=400, core_end=600)
-    plan = plan_track(0, activity, [span], {0: {0}}, overlap_policy="separate", fade=30)
+    plan = plan_track(a, b, [span], {0}, rate, overlap_policy="separate", fade=30)
     kinds = [(s.kind, s.start, s.end) for s in plan.segments]
     assert kinds == [(SILENCE, 0, 100), (ORIGINAL, 100, 400), (SEPARATED, 400, 600), (SILENCE, 600, 1000)]
     # the original->separated fade lies on the solo side, before the overlap starts
@@ -116,9 +116,8 @@ def test_assembly_plan_and_render_are_click_free():
 
 
 def test_mute_policy_silences_unseparated_overlap():
-    d = Diarization.from_turns([(0.0, 1.0, "A"), (0.4, 0.6, "B")])
-    activity = d.activity(1000, 1000)
-    plan = plan_track(0, activity, [], {}, overlap_policy="mute", fade=10)
+    plan = plan_track(Intervals.of([(0, 1000)]), Intervals.of([(400, 600)]), [], set(), 1000,
+                      overlap_policy="mute", fade=10)
     assert [(s.kind, s.start, s.end) for s in plan.segments] == [
         (ORIGINAL, 0, 400), (SILENCE, 400, 600), (ORIGINAL, 600, 1000)]
     # fades into the muted overlap lie inside A's own solo speech, never over B
@@ -248,3 +247,18 @@ def test_safe_names():
         assert "/" not in name and "\\" not in name and "\x00" not in name and name not in (".", "..")
     assert safe_name("Zoë Ünal") == "Zoë Ünal"
     assert safe_name("   ") == "unnamed"
+
+
+def test_interval_set_algebra_matches_masks():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        pairs_a = [tuple(sorted(rng.integers(0, 200, 2))) for _ in range(6)]
+        pairs_b = [tuple(sorted(rng.integers(0, 200, 2))) for _ in range(6)]
+        a, b = Intervals.of(pairs_a), Intervals.of(pairs_b)
+        mask_a, mask_b = a.mask(0, 200), b.mask(0, 200)
+        assert np.array_equal(a.union(b).mask(0, 200), mask_a | mask_b)
+        assert np.array_equal(a.intersect(b).mask(0, 200), mask_a & mask_b)
+        assert np.array_equal(a.subtract(b).mask(0, 200), mask_a & ~mask_b)
+        assert np.array_equal(a.contains(np.arange(200)), mask_a)
+        start, end = sorted(rng.integers(0, 200, 2))
+        assert a.touches(int(start), int(end)) == bool(mask_a[start:end].any())
