@@ -8,6 +8,7 @@ the traceback of unexpected errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -167,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     except PodsepError as error:
         print(f"podsep: error: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("podsep: interrupted; no partial output was left under a final name", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -21,7 +21,7 @@ import numpy as np
 
 from .diarization import Diarization
 from .errors import ModelError
-from .models import describe_hub_error, looks_like_local_path, resolve_revision
+from .models import cached_snapshot, describe_hub_error, hub_reachable, looks_like_local_path, resolve_revision
 
 # pyannote.audio 4 sends usage metrics unless told not to; podsep never phones home.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
@@ -78,6 +78,13 @@ class PyannoteDiarizer:
         is_local = path.exists()
         if not is_local and looks_like_local_path(self.source):
             raise ModelError(f"diarization model folder not found: {self.source}")
+        if not is_local and not hub_reachable():
+            try:  # offline: straight from the cache, no retries
+                path = cached_snapshot(self.source, self.revision, self._cache_dir, self._token)
+            except Exception as error:
+                raise ModelError(describe_hub_error("diarization", self.source, error)) from error
+            self.revision = self.revision or resolve_revision(path)
+            is_local = True
         if is_local and path.is_dir() and not (path / "config.yaml").is_file():
             raise ModelError(f"diarization model folder {self.source} has no config.yaml")
         try:
@@ -98,6 +105,7 @@ class PyannoteDiarizer:
         self._pipeline = pipeline
         if not is_local and self.revision is None:
             self.revision = _pipeline_revision(pipeline)
+        self._loaded_from = str(path) if is_local else self.source
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -108,7 +116,7 @@ class PyannoteDiarizer:
             "device": self.device,
         }
         folder = Path(self.source).expanduser()
-        if folder.is_dir():
+        if folder.is_dir() and not folder.is_relative_to(Path.home() / ".cache" / "huggingface"):
             description["fingerprint"] = folder_fingerprint(folder)
         return description
 
@@ -129,7 +137,7 @@ class PyannoteDiarizer:
         def forward(step_name: str, step_artifact: Any, file: Any = None, total: int | None = None,
                     completed: int | None = None) -> None:
             if hook is not None:
-                hook(f"diarization/{step_name}", None, completed=completed, total=total)
+                hook(step_name, None, completed=completed, total=total)
 
         tensor = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None, :]
         with _silenced():

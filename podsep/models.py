@@ -117,3 +117,38 @@ def resolve_revision(path: str | Path | None) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub answers a TCP connection (checked once per process).
+
+    ``HF_HUB_OFFLINE=1`` means no. Knowing this up front lets podsep load cached
+    models straight from the cache and fail fast on missing ones, instead of
+    waiting through huggingface_hub's connection retries.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _REACHABLE:
+        parsed = urlparse(endpoint)
+        host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme != "http" else 80)
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                _REACHABLE[endpoint] = True
+        except OSError:
+            _REACHABLE[endpoint] = False
+    return _REACHABLE[endpoint]
+
+
+def cached_snapshot(repo_id: str, revision: str | None, cache_dir: str | None, token: str | None) -> Path:
+    """The local folder of a Hub model from the cache only (no network), or the Hub's own error."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token or None,
+                                  local_files_only=True))

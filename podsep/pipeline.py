@@ -347,9 +347,13 @@ def _diarize(diarizer: Diarizer, analysis: np.ndarray, fingerprint: str, run: _R
                 return result
             except PodsepError:
                 pass  # a damaged cache entry is simply recomputed
+    def substep(step: str, artifact: Any = None, *, completed: int | None = None, total: int | None = None,
+                **_: Any) -> None:
+        run.report(f"diarization/{step}", None, completed=completed, total=total)
+
     result = diarizer(
         analysis, ANALYSIS_RATE, num_speakers=settings.num_speakers, min_speakers=settings.min_speakers,
-        max_speakers=settings.max_speakers, hook=run.hook,
+        max_speakers=settings.max_speakers, hook=substep,
     )
     if key is not None and result.turns:
         _store_cache(_cache_dir(run.settings) / "diarization" / f"{key}.rttm", result.to_rttm("cached"))

@@ -51,6 +51,9 @@ class RichProgress:
             self.progress.stop()
             self.console.print(summary_table(artifact))
             return
+        if stage == "warning":
+            self.progress.console.print(f"[yellow]podsep: warning:[/yellow] {artifact}", markup=True, highlight=False)
+            return
         title = STAGE_TITLES.get(stage, stage)
         if stage not in self.tasks:
             for other in self.tasks.values():
@@ -78,14 +81,21 @@ class PlainProgress:
         self.started = time.perf_counter()
 
     def __call__(self, step_name: str, artifact: Any = None, *, completed: int | None = None, total: int | None = None) -> None:
-        stage = step_name.partition("/")[0]
+        stage, _, detail = step_name.partition("/")
         if stage == "done":
             print(summary_text(artifact), file=self.stream, flush=True)
             return
+        if stage == "warning":
+            print(f"podsep: warning: {artifact}", file=self.stream, flush=True)
+            return
         if step_name != self.current:
+            new_stage = self.current is None or stage != self.current.partition("/")[0]
             self.current, self.last_tenth = step_name, -1
-            print(f"[{time.perf_counter() - self.started:7.1f}s] {STAGE_TITLES.get(stage, stage)}"
-                  f"{' (' + step_name.partition('/')[2] + ')' if '/' in step_name else ''}", file=self.stream, flush=True)
+            elapsed = f"[{time.perf_counter() - self.started:7.1f}s]"
+            if new_stage:
+                print(f"{elapsed} {STAGE_TITLES.get(stage, stage)}", file=self.stream, flush=True)
+            if detail:
+                print(f"{elapsed}   {detail.replace('_', ' ')}", file=self.stream, flush=True)
         if total and completed is not None and total > 1:
             tenth = int(10 * completed / total)
             if tenth > self.last_tenth:
@@ -123,5 +133,4 @@ def summary_text(result: Any) -> str:
     overlaps = manifest["overlaps"]
     lines.append(f"{len(overlaps)} overlap region(s), {sum(o['handling'] == 'separated' for o in overlaps)} separated; "
                  f"{manifest['real_time_factor']:.2f}x real time")
-    lines.extend(f"warning: {w}" for w in manifest["warnings"])
     return "\n".join(lines)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .audio import resample
 from .errors import ModelError
-from .models import describe_hub_error, looks_like_local_path, resolve_revision
+from .models import cached_snapshot, describe_hub_error, hub_reachable, looks_like_local_path, resolve_revision
 
 ProgressHook = Callable[..., Any]
 
@@ -80,7 +80,15 @@ class SepformerSeparator:
             raise ModelError(f"separation model folder not found: {self.source}")
         if is_local and not (Path(self.source).expanduser() / "hyperparams.yaml").is_file():
             raise ModelError(f"separation model folder {self.source} has no hyperparams.yaml")
-        source = str(Path(self.source).expanduser().resolve()) if is_local else self.source
+        if not is_local and not hub_reachable():
+            try:  # offline: straight from the cache, no retries
+                snapshot = cached_snapshot(self.source, self.revision, self._cache_dir, self._token)
+            except Exception as error:
+                raise ModelError(describe_hub_error("separation", self.source, error)) from error
+            self.revision = self.revision or resolve_revision(snapshot)
+            source = str(snapshot)
+        else:
+            source = str(Path(self.source).expanduser().resolve()) if is_local else self.source
         savedir = _savedir(source, self._cache_dir)
         fetch_config = FetchConfig(
             token=bool(self._token) or bool(os.environ.get("HF_TOKEN")),

@@ -136,6 +136,7 @@ class EmbeddedDiarizer:
     def describe(self) -> dict[str, Any]:
         """Components, package versions and settings, for podsep's manifest."""
         return {
+            "kind": "embedded",
             "name": "podsep-embedded",
             "voice_activity": {"model": "Silero VAD (silero_vad.jit)", "package": _version("silero-vad")},
             "speaker_embedding": {"model": "GE2E LSTM (resemblyzer/pretrained.pt)", "package": _version("resemblyzer")},
