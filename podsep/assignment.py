@@ -51,11 +51,27 @@ class WindowAssignment:
     evidence: list[str]
     gains_db: dict[str, float] = field(default_factory=dict)
     unassigned_speakers: tuple[str, ...] = ()
+    kept_from: int = 0                      # window sample where the kept sources begin (see trim)
 
     def source(self, speaker: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """The speaker's rescaled source over window samples ``[start, stop)``, ``(channels, n)``."""
-        mono = self.mono_sources[speaker][start:stop]
+        first = start - self.kept_from
+        last = None if stop is None else stop - self.kept_from
+        if first < 0:
+            raise ValueError("requested samples before the kept part of the source")
+        mono = self.mono_sources[speaker][first:last]
         return (self.channel_gains[speaker][:, None] * mono[None, :]).astype(np.float32)
+
+    def trim(self, start: int, stop: int) -> None:
+        """Keep only window samples ``[start, stop)``: what assembly and the next chunk will read.
+
+        Long recordings have thousands of windows; dropping the context padding
+        roughly halves the memory they hold until the tracks are written.
+        """
+        start = max(start, self.kept_from)
+        for speaker, mono in self.mono_sources.items():
+            self.mono_sources[speaker] = np.ascontiguousarray(mono[start - self.kept_from:max(stop - self.kept_from, 0)])
+        self.kept_from = start
 
     @property
     def sources(self) -> dict[str, np.ndarray]:

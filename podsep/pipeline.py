@@ -468,8 +468,8 @@ def _separate_and_assign(
                 shared_start, shared_end = max(start, earlier_start), min(end, earlier_end)
                 if shared_end > shared_start:
                     span = (shared_start - start, shared_end - start)
-                    previous = {s: earlier.mono_sources[s][shared_start - earlier_start:shared_end - earlier_start]
-                                * float(np.mean(earlier.channel_gains[s])) for s in earlier.mono_sources}
+                    previous = {s: earlier.source(s, shared_start - earlier_start, shared_end - earlier_start).mean(axis=0)
+                                for s in earlier.mono_sources}
             outcome = assign_window(
                 source.read(start, end), sources, activity, speakers, window.speakers, rate,
                 min_context=settings.assignment.min_context, source_embeddings=vectors,
@@ -481,12 +481,32 @@ def _separate_and_assign(
                          f"separated the {len(outcome.source_index)} most active, "
                          f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
             results[index] = outcome
+            if earlier_index is not None and results[earlier_index] is not None:
+                _trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
+                             settings, has_successor=False)
+            _trim_to_use(outcome, window, bounds[index], rate, settings,
+                         has_successor=window.chunk < window.num_chunks - 1)
             previous_by_region[window.region] = index
             assign_seconds += time.perf_counter() - started
             run.report("separation", None, completed=done, total=len(windows))
     run.timings["separation"] = round(run.timings["separation"] - assign_seconds, 4)
     run.timings["assignment"] = round(assign_seconds, 4)
     return [r for r in results if r is not None]
+
+
+def _trim_to_use(outcome: WindowAssignment, window: Window, bounds: tuple[int, int], rate: int, settings: Settings,
+                 *, has_successor: bool) -> None:
+    """Drop the parts of a window's sources that neither assembly nor the next chunk will read.
+
+    Assembly reads a source inside its core and at most one crossfade beyond
+    each core edge; the next chunk of a long region also compares the audio both
+    windows share, so a chunk with a successor keeps its tail until then.
+    """
+    start, end = bounds
+    margin = 2 * int(round(settings.assembly.crossfade * rate)) + 1
+    keep_start = max(0, to_samples(window.core_start, rate) - start - margin)
+    keep_end = end - start if has_successor else min(end - start, to_samples(window.core_end, rate) - start + margin)
+    outcome.trim(keep_start, keep_end)
 
 
 def _reference_embeddings(diarizer: Diarizer, analysis: np.ndarray, diarization: Diarization,
