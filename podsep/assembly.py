@@ -3,7 +3,8 @@
 Each track is a sequence of *segments*, each drawn from one signal:
 
 * ``original``: the input itself, where the speaker talks alone (bit-exact);
-* ``separated``: the speaker's rescaled source from one window, inside overlaps;
+* ``separated``: the speaker's rescaled source from one window, where they
+  overlap someone inside that window's core;
 * ``silence``: where the speaker does not talk.
 
 Between consecutive segments sits a *joint*, a crossfade placed where it cannot
@@ -114,7 +115,8 @@ def plan_track(
         core_starts = core_starts[order]
         core_ends = np.array([span.core_end for span in used])[order]
         index = np.searchsorted(core_starts, starts, side="right") - 1
-        in_core = (index >= 0) & mine
+        # Only where the speaker overlaps someone: solo speech inside a merged region stays the original.
+        in_core = (index >= 0) & overlapped
         in_core[in_core] = starts[in_core] < core_ends[index[in_core]]
         kind[in_core] = 2
         window_of[in_core] = np.array([used[i].window for i in order])[index[in_core]]
