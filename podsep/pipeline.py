@@ -351,10 +351,12 @@ def _diarize(diarizer: Diarizer, analysis: np.ndarray, fingerprint: str, run: _R
                 **_: Any) -> None:
         run.report(f"diarization/{step}", None, completed=completed, total=total)
 
-    result = diarizer(
+    raw = diarizer(
         analysis, ANALYSIS_RATE, num_speakers=settings.num_speakers, min_speakers=settings.min_speakers,
         max_speakers=settings.max_speakers, hook=substep,
     )
+    # Millisecond resolution, as in the RTTM written and cached: a rerun gives exactly the same turns.
+    result = Diarization.from_turns([(round(t.start, 3), round(t.end, 3), t.speaker) for t in raw.turns], raw.uri)
     if key is not None and result.turns:
         _store_cache(_cache_dir(run.settings) / "diarization" / f"{key}.rttm", result.to_rttm("cached"))
         run.notes["diarization_cache"] = "stored"
