@@ -153,7 +153,7 @@ def open_audio(path: str | os.PathLike[str]) -> FileAudio:
     folder = Path(tempfile.mkdtemp(prefix="podsep-decode-"))
     target = folder / "decoded.wav"
     command = [
-        ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-vn",
+        ffmpeg_binary(), "-nostdin", "-v", "error", "-i", _ffmpeg_path(path), "-map", "0:a:0", "-vn",
         "-c:a", "pcm_f32le", "-ar", str(info["sample_rate"]), "-ac", str(info["channels"]),
         "-rf64", "auto", "-f", "wav", str(target),
     ]
@@ -231,7 +231,7 @@ def probe(path: Path) -> dict:
     command = [
         ffmpeg_binary("ffprobe"), "-v", "error", "-select_streams", "a:0",
         "-show_entries", "stream=sample_rate,channels,codec_name:format=duration",
-        "-of", "json", "--", str(path),
+        "-of", "json", "-i", _ffmpeg_path(path),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -256,7 +256,7 @@ def probe(path: Path) -> dict:
 def _load_with_ffmpeg(path: Path) -> Audio:
     info = probe(path)
     command = [
-        ffmpeg_binary(), "-nostdin", "-v", "error", "-i", str(path),
+        ffmpeg_binary(), "-nostdin", "-v", "error", "-i", _ffmpeg_path(path),
         "-map", "0:a:0", "-vn", "-f", "f32le", "-acodec", "pcm_f32le",
         "-ac", str(info["channels"]), "-ar", str(info["sample_rate"]), "-",
     ]
@@ -270,6 +270,11 @@ def _load_with_ffmpeg(path: Path) -> Audio:
     usable = (flat.size // channels) * channels
     samples = flat[:usable].reshape(-1, channels).T
     return Audio(np.ascontiguousarray(samples, dtype=np.float32), info["sample_rate"])
+
+
+def _ffmpeg_path(path: Path) -> str:
+    """An absolute path, so names like ``-y.mp3`` or ``concat:x`` are just files."""
+    return str(Path(path).resolve())
 
 
 def _first_line(text: str) -> str:
@@ -322,6 +327,8 @@ def stream_analysis_copy(source: "Audio | FileAudio", rate: int = ANALYSIS_RATE,
     for start in range(0, total, step):
         stop = min(total, start + step)
         block = source.read(start, stop)
+        if not np.all(np.isfinite(block)):  # a NaN peak would otherwise read as silence
+            raise InputError(f"input decodes to NaN or infinite samples: {getattr(source, 'label', '<waveform>')}")
         peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
         left = source.read(max(0, start - pad), start).mean(axis=0)
         right = source.read(stop, min(total, stop + pad)).mean(axis=0)
@@ -379,13 +386,15 @@ class TrackWriter:
     full scale are clipped for integer formats and counted, so the caller can warn.
     """
 
-    def __init__(self, path: Path, sample_rate: int, channels: int, *, fmt: str = "wav", bit_depth: str = "16") -> None:
+    def __init__(self, path: Path, sample_rate: int, channels: int, *, fmt: str = "wav", bit_depth: str = "16",
+                 display_path: Path | None = None) -> None:
         if fmt not in OUTPUT_FORMATS:
             raise OutputError(f"unsupported output format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
         subtype = WAV_SUBTYPES.get(bit_depth)
         if subtype is None or (fmt == "flac" and bit_depth == "float"):
             raise OutputError(f"unsupported bit depth '{bit_depth}' for {fmt}")
         self.path = Path(path)
+        self.display_path = Path(display_path) if display_path is not None else self.path  # named in errors
         self.fmt = fmt
         self.clips = fmt == "mp3" or bit_depth != "float"
         self.clipped_samples = 0
@@ -398,7 +407,7 @@ class TrackWriter:
             if fmt == "mp3":
                 command = [
                     ffmpeg_binary(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(sample_rate),
-                    "-ac", str(channels), "-i", "-", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3", str(self.temporary),
+                    "-ac", str(channels), "-i", "-", "-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3", _ffmpeg_path(self.temporary),
                 ]
                 self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
             else:
@@ -426,7 +435,25 @@ class TrackWriter:
             elif self._file is not None:
                 self._file.write(block.T)
         except (OSError, RuntimeError) as error:
-            raise OutputError(f"cannot write {self.path}: {getattr(error, 'strerror', None) or error}") from error
+            raise OutputError(f"cannot write {self.display_path}: {self._failure_reason(error)}") from error
+
+    def _failure_reason(self, error: BaseException) -> str:
+        """The OS's reason for a failed write (disk full, file too large, quota...).
+
+        libsndfile reports every failed write as "System error."; appending a little
+        to the (doomed) temporary file repeats the failure with the real errno.
+        """
+        reason = getattr(error, "strerror", None)
+        if reason:
+            return str(reason)
+        try:
+            with open(self.temporary, "ab") as handle:
+                handle.write(bytes(1 << 16))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as probe:
+            return probe.strerror or str(probe)
+        return str(error)
 
     def commit(self) -> None:
         """Finish the file and rename it to its final name."""
@@ -436,16 +463,17 @@ class TrackWriter:
                 self._process.stdin.close()
                 error = self._process.stderr.read().decode("utf-8", "replace") if self._process.stderr else ""
                 if self._process.wait() != 0:
-                    raise OutputError(f"cannot encode {self.path}: {_first_line(error) or 'ffmpeg failed'}")
+                    raise OutputError(f"cannot encode {self.display_path}: {_first_line(error) or 'ffmpeg failed'}")
             elif self._file is not None:
                 self._file.close()
             if self.fmt == "wav":
                 _downgrade_rf64(self.temporary)
             os.chmod(self.temporary, 0o666 & ~current_umask())  # mkstemp makes 0600
             os.replace(self.temporary, self.path)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # RuntimeError: libsndfile failing to finish the file
+            reason = self._failure_reason(error)
             self.abort()
-            raise OutputError(f"cannot write {self.path}: {error.strerror or error}") from error
+            raise OutputError(f"cannot write {self.display_path}: {reason}") from error
         except BaseException:
             self.abort()
             raise

@@ -262,3 +262,14 @@ def test_interval_set_algebra_matches_masks():
         assert np.array_equal(a.contains(np.arange(200)), mask_a)
         start, end = sorted(rng.integers(0, 200, 2))
         assert a.touches(int(start), int(end)) == bool(mask_a[start:end].any())
+
+
+def test_paths_that_look_like_options_or_protocols_are_plain_files(tmp_path, monkeypatch):
+    rate = 16000
+    monkeypatch.chdir(tmp_path)
+    for name in ("-y.mp3", "concat:x.mp3", "it's $(id).mp3"):
+        write_audio(tmp_path / "t.wav", _tone(rate), rate)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "t.wav"), str(tmp_path / "x.mp3")], check=True)
+        (tmp_path / "x.mp3").rename(tmp_path / name)
+        audio = load_audio(name)  # relative, as a user would type it
+        assert audio.sample_rate == rate and abs(audio.duration - 1.0) < 0.1
