@@ -35,6 +35,8 @@ class DiarizationSettings:
     min_speakers: int | None = None
     max_speakers: int | None = None
     cache: bool = True
+    chunk_minutes: float = 30.0
+    link_threshold: float = 0.4
 
 
 @dataclass
@@ -112,6 +114,8 @@ class Settings:
             (self.output.bit_depth in ("16", "24", "float"), "output.bit_depth must be 16, 24 or float"),
             (not (self.output.format == "flac" and self.output.bit_depth == "float"), "FLAC cannot store float samples: use bit_depth 16 or 24"),
             (self.overlaps.context >= 0, "overlaps.context must be >= 0"),
+            (self.diarization.chunk_minutes >= 0, "diarization.chunk_minutes must be >= 0 (0 = no chunking)"),
+            (0 < self.diarization.link_threshold < 2, "diarization.link_threshold must be between 0 and 2"),
             (self.overlaps.merge_gap >= 0, "overlaps.merge_gap must be >= 0"),
             (self.overlaps.min_duration >= 0, "overlaps.min_duration must be >= 0"),
             (self.overlaps.max_window > 2 * self.overlaps.chunk_overlap + 1.0, "overlaps.max_window must exceed 2 x chunk_overlap + 1 s"),

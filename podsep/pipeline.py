@@ -29,6 +29,7 @@ from . import __version__
 from .assembly import ORIGINAL, SEPARATED, SeparatedSpan, Segment, TrackPlan, plan_track, render
 from .assignment import WindowAssignment, assign_window
 from .audio import ANALYSIS_RATE, Audio, FileAudio, open_audio, resample, stream_analysis_copy
+from .chunked import ChunkedDiarizer
 from .config import Settings, load_settings
 from .diarization import Diarization, to_samples
 from .diarizers import Diarizer, PyannoteDiarizer, ReferenceDiarizer
@@ -307,6 +308,18 @@ def _choose_diarizer(diarization: Any, diarizer: Diarizer | None, run: _Run, dev
         return ReferenceDiarizer(Diarization.from_rttm(path, uri), str(path), embedder=diarizer)
     if diarizer is not None:
         return diarizer
+    return _chunked(_backend_diarizer(run, device, hf_token), settings)
+
+
+def _chunked(diarizer: Diarizer, settings: Settings) -> Diarizer:
+    if settings.diarization.chunk_minutes <= 0:
+        return diarizer
+    return ChunkedDiarizer(diarizer, settings.diarization.chunk_minutes * 60.0,
+                           link_threshold=settings.diarization.link_threshold)
+
+
+def _backend_diarizer(run: _Run, device: str, hf_token: str | None) -> Diarizer:
+    settings = run.settings
     backend = settings.diarization.backend
     if backend in ("pyannote", "auto"):
         pyannote = PyannoteDiarizer(settings.diarization.model, revision=settings.diarization.revision,
