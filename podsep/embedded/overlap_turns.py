@@ -63,6 +63,7 @@ def second_speaker_turns(
     scores: np.ndarray,
     step: float,
     speakers: list[str],
+    threshold: float | None = None,
 ) -> tuple[list[tuple[float, float, str]], str]:
     """Extra ``(start, end, speaker)`` turns for overlapped regions, and a status line.
 
@@ -76,7 +77,7 @@ def second_speaker_turns(
     detector = _load_detector()
     if detector is None:
         return [], status()
-    regions = detector.regions(audio16k)
+    regions = detector.regions(audio16k, threshold=threshold)
     extra: list[tuple[float, float, str]] = []
     for start, end in regions:
         a, b = max(0, int(start / step)), min(labels.size, int(np.ceil(end / step)))
