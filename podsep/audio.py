@@ -160,7 +160,7 @@ def open_audio(path: str | os.PathLike[str]) -> FileAudio:
     result = subprocess.run(command, capture_output=True, check=False)
     if result.returncode != 0 or not target.exists():
         shutil.rmtree(folder, ignore_errors=True)
-        message = _first_line(result.stderr.decode("utf-8", "replace")) or "ffmpeg failed"
+        message = _first_line(result.stderr.decode("utf-8", "replace"), path) or "ffmpeg failed"
         raise InputError(f"cannot decode {path}: {message}")
     try:
         source = FileAudio(target, temporary=True, label=str(path))
@@ -235,7 +235,7 @@ def probe(path: Path) -> dict:
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise InputError(f"cannot read {path}: {_first_line(result.stderr) or 'ffprobe failed'}")
+        raise InputError(f"cannot read {path}: {_first_line(result.stderr, path) or 'ffprobe failed'}")
     try:
         info = json.loads(result.stdout or "{}")
     except json.JSONDecodeError as error:
@@ -263,7 +263,7 @@ def _load_with_ffmpeg(path: Path) -> Audio:
     # "-i" takes the path as a separate argument: no shell, no injection.
     result = subprocess.run(command, capture_output=True, check=False)
     if result.returncode != 0:
-        message = _first_line(result.stderr.decode("utf-8", "replace")) or "ffmpeg failed"
+        message = _first_line(result.stderr.decode("utf-8", "replace"), path) or "ffmpeg failed"
         raise InputError(f"cannot decode {path}: {message}")
     flat = np.frombuffer(result.stdout, dtype="<f4")
     channels = info["channels"]
@@ -277,10 +277,14 @@ def _ffmpeg_path(path: Path) -> str:
     return str(Path(path).resolve())
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: str, path: Path | None = None) -> str:
+    """The first non-blank line of a tool's stderr, without the input path it starts with."""
     for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:200]
+        line = line.strip()
+        if line:
+            if path is not None:
+                line = line.removeprefix(f"{path}: ")
+            return line[:200]
     return ""
 
 

@@ -73,7 +73,8 @@ class ResultStaging:
         name = f"{self.stem}.{safe_name(speaker)}.{fmt}"
         self.files[f"track:{speaker}"] = self.folder / name
         try:
-            return TrackWriter(self.path / name, sample_rate, channels, fmt=fmt, bit_depth=bit_depth)
+            return TrackWriter(self.path / name, sample_rate, channels, fmt=fmt, bit_depth=bit_depth,
+                               display_path=self.folder / name)
         except OSError as error:
             raise OutputError(f"cannot write into {self.folder.parent}: {error.strerror or error}") from error
 
