@@ -459,6 +459,16 @@ class TrackWriter:
             return probe.strerror or str(probe)
         return str(error)
 
+    def write_all(self, samples: np.ndarray) -> int:
+        """Write a whole in-memory signal and commit (or abort on any error); return the clipped sample count."""
+        try:
+            self.write(samples)
+        except BaseException:
+            self.abort()
+            raise
+        self.commit()
+        return self.clipped_samples
+
     def commit(self) -> None:
         """Finish the file and rename it to its final name."""
         try:
@@ -532,10 +542,4 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int, *, fmt: str =
         writer = TrackWriter(Path(path), sample_rate, samples.shape[0], fmt=fmt, bit_depth=bit_depth)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
-    try:
-        writer.write(samples)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.commit()
-    return writer.clipped_samples > 0
+    return writer.write_all(samples) > 0

@@ -129,13 +129,7 @@ def write_result(
         for speaker, samples in tracks.items():
             samples = np.atleast_2d(samples)
             writer = staging.track_writer(speaker, sample_rate, samples.shape[0], fmt=fmt, bit_depth=bit_depth)
-            try:
-                writer.write(samples)
-            except BaseException:
-                writer.abort()
-                raise
-            writer.commit()
-            if writer.clipped_samples:
+            if writer.write_all(samples):
                 clipped.append(speaker)
         if clipped:
             manifest.setdefault("warnings", []).append(clipping_warning(clipped))
