@@ -21,7 +21,14 @@ import numpy as np
 
 from .diarization import Diarization
 from .errors import ModelError
-from .models import cached_snapshot, describe_hub_error, hub_reachable, looks_like_local_path, resolve_revision
+from .models import (
+    cached_snapshot,
+    describe_hub_error,
+    forget_unimportable_lazy_modules,
+    hub_reachable,
+    looks_like_local_path,
+    resolve_revision,
+)
 
 # pyannote.audio 4 sends usage metrics unless told not to; podsep never phones home.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
@@ -102,6 +109,7 @@ class PyannoteDiarizer:
         if not hasattr(pipeline, "apply") or not hasattr(pipeline, "_segmentation"):
             raise ModelError(f"'{self.source}' is not a speaker-diarization pipeline")
         pipeline.to(torch.device(self.device))
+        forget_unimportable_lazy_modules()
         self._pipeline = pipeline
         if not is_local and self.revision is None:
             self.revision = _pipeline_revision(pipeline)

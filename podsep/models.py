@@ -152,3 +152,30 @@ def cached_snapshot(repo_id: str, revision: str | None, cache_dir: str | None, t
 
     return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token or None,
                                   local_files_only=True))
+
+
+def forget_unimportable_lazy_modules() -> None:
+    """Drop speechbrain's lazy module stand-ins whose target cannot be imported here.
+
+    speechbrain puts placeholder modules for optional integrations (k2, ...) into
+    ``sys.modules``; touching any attribute of one whose dependency is missing
+    raises ImportError, even ``getattr(module, "__file__", None)``, which tools
+    that scan ``sys.modules`` do (hypothesis, pickle, doctest). Such a module is
+    unusable anyway, so forgetting it only removes the trap.
+    """
+    import sys
+    import warnings
+
+    importutils = sys.modules.get("speechbrain.utils.importutils")
+    lazy_type = getattr(importutils, "LazyModule", None) if importutils is not None else None
+    if lazy_type is None:
+        return
+    for name, module in list(sys.modules.items()):
+        if not isinstance(module, lazy_type) or module.__dict__.get("lazy_module") is not None:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module.ensure_module(0)
+        except (ImportError, AttributeError):
+            sys.modules.pop(name, None)

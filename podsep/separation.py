@@ -25,7 +25,14 @@ import numpy as np
 
 from .audio import resample
 from .errors import ModelError
-from .models import cached_snapshot, describe_hub_error, hub_reachable, looks_like_local_path, resolve_revision
+from .models import (
+    cached_snapshot,
+    describe_hub_error,
+    forget_unimportable_lazy_modules,
+    hub_reachable,
+    looks_like_local_path,
+    resolve_revision,
+)
 
 ProgressHook = Callable[..., Any]
 
@@ -110,6 +117,7 @@ class SepformerSeparator:
         if model is None:
             raise ModelError(f"cannot load separation model '{self.source}'")
         model.mods.eval()
+        forget_unimportable_lazy_modules()
         self._model = model
         self.sample_rate = int(getattr(model.hparams, "sample_rate", 16000))
         self.num_sources = int(getattr(model.hparams, "num_spks", 2))

@@ -26,6 +26,16 @@ def _private_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_broken_lazy_modules():
+    """Test helpers import speechbrain directly; keep its unusable lazy stand-ins out of
+    ``sys.modules`` so tools scanning it (hypothesis) do not trip over them."""
+    from podsep.models import forget_unimportable_lazy_modules
+
+    forget_unimportable_lazy_modules()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     path = shared_path()
