@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,29 +350,6 @@ def stream_analysis_copy(source: "Audio | FileAudio", rate: int = ANALYSIS_RATE,
 
 
 # -- writing ------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_destination(final_path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final_path``; rename it into place on success.
-
-    On any error (or Ctrl-C) the temporary file is removed and ``final_path`` is
-    untouched, so no half-written file ever carries a final name.
-    """
-    final_path = Path(final_path)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{final_path.stem[:40]}.", suffix=f".partial{final_path.suffix}", dir=final_path.parent
-    )
-    os.close(handle)
-    temporary_path = Path(temporary)
-    try:
-        yield temporary_path
-        os.chmod(temporary_path, 0o666 & ~current_umask())  # mkstemp makes 0600; results are ordinary files
-        os.replace(temporary_path, final_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary_path.unlink()
-        raise
-
 
 def current_umask() -> int:
     """The process umask (read by setting and restoring it)."""

@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -128,22 +127,31 @@ def run_split(args: argparse.Namespace) -> int:
     if args.diarization and len(args.inputs) > 1:
         raise PodsepError("--diarization describes one recording: give one input with it")
     settings = load_settings(args.config, _overrides(args))
-    for path in args.inputs:  # fail on a bad path before any work or progress output
-        check_input_path(path)
+    if len(args.inputs) == 1:  # fail on a bad path before any work or progress output
+        check_input_path(args.inputs[0])
     names = [n for n in args.names.split(",")] if args.names else None
+    failures = 0
     for path in args.inputs:
         hook = _progress_hook(args.quiet)
         context = hook if hasattr(hook, "__enter__") else None
         if context is not None:
             context.__enter__()
         try:
+            check_input_path(path)
             split(
                 path, output_dir=args.output, names=names, diarization=args.diarization,
                 settings=settings, hf_token=args.hf_token, overwrite=args.overwrite, hook=hook,
             )
+        except PodsepError as error:
+            if len(args.inputs) == 1:
+                raise
+            failures += 1  # a batch goes on with the other files; each failure is one line
+            print(f"podsep: error: {error}", file=sys.stderr)
         finally:
             if context is not None:
                 context.__exit__(None, None, None)
+    if failures:
+        raise PodsepError(f"{failures} of {len(args.inputs)} inputs failed (see above)")
     return 0
 
 

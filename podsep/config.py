@@ -103,6 +103,15 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def with_overrides(self, overrides: dict[str, Any]) -> "Settings":
+        """A validated copy with dotted overrides applied (``{"overlaps.context": 0.5}``)."""
+        import copy
+
+        changed = copy.deepcopy(self)
+        for dotted, value in overrides.items():
+            _set_dotted(changed, dotted, value)
+        return changed.validate()
+
     def validate(self) -> "Settings":
         """Reject values that would fail later, with the name of the knob."""
         checks = [

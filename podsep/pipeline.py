@@ -35,7 +35,7 @@ from .diarization import Diarization, to_samples
 from .diarizers import Diarizer, PyannoteDiarizer, ReferenceDiarizer
 from .errors import InputError, ModelError, PodsepError
 from .export import ResultStaging, check_destination, clipping_warning, result_folder
-from .intervals import Intervals, speaker_intervals, union_all
+from .intervals import speaker_intervals, union_all
 from .models import hub_token, pick_device
 from .overlaps import OverlapRegion, Window, find_overlap_regions, plan_windows
 from .separation import SepformerSeparator, Separator, iter_separated
@@ -123,7 +123,7 @@ def split(
             extra[f"diarization.{key}"] = value
     if device is not None:
         extra["device"] = device
-    settings = settings.validate() if settings is not None else load_settings(config, extra)
+    settings = settings.with_overrides(extra) if settings is not None else load_settings(config, extra)
     stem, label = _describe_input(audio)
     folder = result_folder(output_dir, stem) if output_dir is not None else None
     if folder is not None:

@@ -233,26 +233,6 @@ def _release_gpu_memory() -> None:
         pass
 
 
-def run_separator(
-    separator: Separator,
-    windows: Sequence[np.ndarray],
-    sample_rate: int,
-    *,
-    batch_size: int = 1,
-    hook: ProgressHook | None = None,
-) -> list[np.ndarray]:
-    """Separate in-memory windows; sources per window in input order."""
-    results: list[np.ndarray] = []
-    for done, (_, sources) in enumerate(
-        iter_separated(separator, lambda i: windows[i], [len(w) for w in windows], sample_rate, batch_size=batch_size),
-        start=1,
-    ):
-        results.append(sources)
-        if hook:
-            hook("separation", None, completed=done, total=len(windows))
-    return results
-
-
 def _length_groups(order: list[int], lengths: Sequence[int], size: int) -> Iterator[list[int]]:
     """Consecutive groups of at most ``size`` windows whose lengths differ by at most 25 %."""
     group: list[int] = []

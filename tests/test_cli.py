@@ -75,7 +75,6 @@ def test_cli_end_to_end_with_fixture_models(tmp_path, fixture_models, stereo_44k
 
 
 def test_python_api_is_silent_and_reports_through_the_hook(tmp_path, two_speaker_wav, shared_dir, capfd):
-    from podsep.testing.oracle import OracleSeparator
 
     audio = load_audio(two_speaker_wav)
     events: list[tuple[str, int | None, int | None]] = []
@@ -191,3 +190,28 @@ def test_bad_settings_and_devices_are_one_line(tmp_path, two_speaker_wav):
     config = tmp_path / "bad.yaml"
     config.write_text("assembly: [1, 2\n")
     assert_clean_failure(run_cli("split", str(two_speaker_wav), "--config", str(config)), "not valid YAML")
+
+
+def test_batch_goes_on_after_a_bad_file(tmp_path, two_speaker_wav, shared_dir):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio" * 100)
+    good = tmp_path / "good.wav"
+    good.write_bytes(two_speaker_wav.read_bytes())
+    result = run_cli("split", str(bad), str(good), "-o", str(tmp_path / "out"), "--diarizer", "embedded",
+                     "--num-speakers", "2", "--overlap", "duplicate", "-q")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("podsep: error:")]
+    assert len(errors) == 2 and "bad.wav" in errors[0] and "1 of 2 inputs failed" in errors[1]
+    assert (tmp_path / "out" / "good" / "good.json").exists()
+    assert not (tmp_path / "out" / "bad").exists()
+
+
+def test_settings_object_and_keyword_overrides_combine(two_speaker_wav):
+    from podsep.config import load_settings
+
+    settings = load_settings(None, {"overlaps.policy": "mute"})
+    result = podsep.split(two_speaker_wav, settings=settings, num_speakers=2,
+                          diarization=podsep.Diarization.from_turns([(0, 10, "A"), (5, 20, "B")]))
+    assert result.manifest["parameters"]["diarization"]["num_speakers"] == 2
+    assert result.manifest["parameters"]["overlaps"]["policy"] == "mute"
+    assert settings.diarization.num_speakers is None  # the caller's object is not changed
