@@ -22,11 +22,10 @@ import numpy as np
 from .diarization import Diarization
 from .errors import ModelError
 from .models import (
-    cached_snapshot,
     describe_hub_error,
     forget_unimportable_lazy_modules,
-    hub_reachable,
     looks_like_local_path,
+    offline_snapshot,
     resolve_revision,
 )
 
@@ -85,13 +84,11 @@ class PyannoteDiarizer:
         is_local = path.exists()
         if not is_local and looks_like_local_path(self.source):
             raise ModelError(f"diarization model folder not found: {self.source}")
-        if not is_local and not hub_reachable():
-            try:  # offline: straight from the cache, no retries
-                path = cached_snapshot(self.source, self.revision, self._cache_dir, self._token)
-            except Exception as error:
-                raise ModelError(describe_hub_error("diarization", self.source, error)) from error
-            self.revision = self.revision or resolve_revision(path)
-            is_local = True
+        snapshot = None if is_local else offline_snapshot("diarization", self.source, self.revision,
+                                                          self._cache_dir, self._token)
+        if snapshot is not None:  # offline: straight from the cache, no retries
+            path, is_local = snapshot, True
+            self.revision = self.revision or resolve_revision(snapshot)
         if is_local and path.is_dir() and not (path / "config.yaml").is_file():
             raise ModelError(f"diarization model folder {self.source} has no config.yaml")
         try:

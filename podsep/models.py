@@ -146,6 +146,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return _REACHABLE[endpoint]
 
 
+def offline_snapshot(kind: str, repo_id: str, revision: str | None, cache_dir: str | None,
+                     token: str | None) -> Path | None:
+    """When the Hub cannot be reached, the cached folder of ``repo_id`` (or a one-line ModelError).
+
+    Returns None when the Hub is reachable: the caller then loads by id as usual.
+    """
+    from .errors import ModelError
+
+    if hub_reachable():
+        return None
+    try:
+        return cached_snapshot(repo_id, revision, cache_dir, token)
+    except Exception as error:
+        raise ModelError(describe_hub_error(kind, repo_id, error)) from error
+
+
 def cached_snapshot(repo_id: str, revision: str | None, cache_dir: str | None, token: str | None) -> Path:
     """The local folder of a Hub model from the cache only (no network), or the Hub's own error."""
     from huggingface_hub import snapshot_download

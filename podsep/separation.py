@@ -26,11 +26,10 @@ import numpy as np
 from .audio import resample
 from .errors import ModelError
 from .models import (
-    cached_snapshot,
     describe_hub_error,
     forget_unimportable_lazy_modules,
-    hub_reachable,
     looks_like_local_path,
+    offline_snapshot,
     resolve_revision,
 )
 
@@ -87,11 +86,9 @@ class SepformerSeparator:
             raise ModelError(f"separation model folder not found: {self.source}")
         if is_local and not (Path(self.source).expanduser() / "hyperparams.yaml").is_file():
             raise ModelError(f"separation model folder {self.source} has no hyperparams.yaml")
-        if not is_local and not hub_reachable():
-            try:  # offline: straight from the cache, no retries
-                snapshot = cached_snapshot(self.source, self.revision, self._cache_dir, self._token)
-            except Exception as error:
-                raise ModelError(describe_hub_error("separation", self.source, error)) from error
+        snapshot = None if is_local else offline_snapshot("separation", self.source, self.revision,
+                                                          self._cache_dir, self._token)
+        if snapshot is not None:  # offline: straight from the cache, no retries
             self.revision = self.revision or resolve_revision(snapshot)
             source = str(snapshot)
         else:
