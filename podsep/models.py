@@ -50,6 +50,14 @@ def pick_device(requested: str = "auto") -> str:
     raise PodsepError(f"unknown device '{requested}' (use auto, cpu, cuda, cuda:N or mps)")
 
 
+def podsep_cache_root() -> Path:
+    """podsep's own cache folder: ``$PODSEP_CACHE``, else ``$XDG_CACHE_HOME/podsep``, else ``~/.cache/podsep``."""
+    root = os.environ.get("PODSEP_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "podsep"
+
+
 def hub_token(explicit: str | None = None) -> str | None:
     """The token to use: ``--hf-token``, else ``HF_TOKEN``, else none (HF's stored login still applies)."""
     return explicit or os.environ.get("HF_TOKEN") or None
@@ -122,6 +130,11 @@ def resolve_revision(path: str | Path | None) -> str | None:
 _REACHABLE: dict[str, bool] = {}
 
 
+def hub_offline_requested() -> bool:
+    """Whether the user asked for no Hub access (``HF_HUB_OFFLINE``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hub answers a TCP connection (checked once per process).
 
@@ -132,7 +145,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     import socket
     from urllib.parse import urlparse
 
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+    if hub_offline_requested():
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if endpoint not in _REACHABLE:

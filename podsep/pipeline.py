@@ -36,7 +36,7 @@ from .diarizers import Diarizer, PyannoteDiarizer, ReferenceDiarizer
 from .errors import InputError, ModelError, PodsepError
 from .export import ResultStaging, check_destination, clipping_warning, result_folder
 from .intervals import speaker_intervals, union_all
-from .models import hub_token, pick_device
+from .models import hub_token, pick_device, podsep_cache_root
 from .overlaps import OverlapRegion, Window, find_overlap_regions, plan_windows
 from .separation import SepformerSeparator, Separator, iter_separated
 
@@ -346,16 +346,16 @@ def _diarize(diarizer: Diarizer, analysis: np.ndarray, fingerprint: str, run: _R
     """Run the diarizer, or reuse the cached result of the same input and settings."""
     settings = run.settings.diarization
     cacheable = not isinstance(diarizer, ReferenceDiarizer) and settings.cache
-    key = None
+    entry = None
     if cacheable:
         describe = diarizer.describe() if hasattr(diarizer, "describe") else {"kind": type(diarizer).__name__}
         identity = {"input": fingerprint, "diarizer": describe, "num": settings.num_speakers,
                     "min": settings.min_speakers, "max": settings.max_speakers, "version": __version__}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
-        cached = _cache_dir(run.settings) / "diarization" / f"{key}.rttm"
-        if cached.is_file():
+        entry = podsep_cache_root() / "diarization" / f"{key}.rttm"
+        if entry.is_file():
             try:
-                result = Diarization.from_rttm(cached)
+                result = Diarization.from_rttm(entry)
                 run.notes["diarization_cache"] = "reused"
                 return result
             except PodsepError:
@@ -370,17 +370,10 @@ def _diarize(diarizer: Diarizer, analysis: np.ndarray, fingerprint: str, run: _R
     )
     # Millisecond resolution, as in the RTTM written and cached: a rerun gives exactly the same turns.
     result = Diarization.from_turns([(round(t.start, 3), round(t.end, 3), t.speaker) for t in raw.turns], raw.uri)
-    if key is not None and result.turns:
-        _store_cache(_cache_dir(run.settings) / "diarization" / f"{key}.rttm", result.to_rttm("cached"))
+    if entry is not None and result.turns:
+        _store_cache(entry, result.to_rttm("cached"))
         run.notes["diarization_cache"] = "stored"
     return result
-
-
-def _cache_dir(settings: Settings) -> Path:
-    root = os.environ.get("PODSEP_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "podsep"
 
 
 def _store_cache(path: Path, text: str) -> None:
@@ -427,16 +420,8 @@ def _load_separator(run: _Run, device: str, hf_token: str | None) -> Any:
         run.warn(f"{error}; overlaps are {'copied into every active track' if fallback == 'duplicate' else 'muted'} "
                  f"instead (overlaps.fallback: {fallback})")
         run.notes["separation_fallback"] = {"reason": str(error), "policy": fallback}
-        run.settings = _with_policy(settings, fallback)
+        run.settings = settings.with_overrides({"overlaps.policy": fallback})
         return None
-
-
-def _with_policy(settings: Settings, policy: str) -> Settings:
-    import copy
-
-    changed = copy.deepcopy(settings)
-    changed.overlaps.policy = policy
-    return changed
 
 
 def _separate_and_assign(

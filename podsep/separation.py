@@ -28,8 +28,10 @@ from .errors import ModelError
 from .models import (
     describe_hub_error,
     forget_unimportable_lazy_modules,
+    hub_offline_requested,
     looks_like_local_path,
     offline_snapshot,
+    podsep_cache_root,
     resolve_revision,
 )
 
@@ -98,7 +100,7 @@ class SepformerSeparator:
             token=bool(self._token) or bool(os.environ.get("HF_TOKEN")),
             revision=self.revision,
             huggingface_cache_dir=self._cache_dir,
-            allow_network=not _offline(),
+            allow_network=not hub_offline_requested(),
         )
         try:
             with _token_in_environment(self._token), _quiet_speechbrain():
@@ -262,17 +264,11 @@ def _fit_length(sources: np.ndarray, length: int) -> np.ndarray:
 
 def _savedir(source: str, cache_dir: str | None) -> Path:
     """Where speechbrain links the model files (inside podsep's cache)."""
-    root = Path(cache_dir).expanduser() if cache_dir else Path(
-        os.environ.get("PODSEP_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "podsep")
-    )
+    root = Path(cache_dir).expanduser() if cache_dir else podsep_cache_root()
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source.strip("/"))[-120:]
     path = root / "speechbrain" / safe
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
 
 
 @contextlib.contextmanager
