@@ -73,6 +73,32 @@ def test_num_speakers_is_honoured(diarizer, sample):
     assert len(diarizer(audio, sr, max_speakers=1).speakers) == 1
 
 
+def _monologue(shared_dir, reader: str, seconds: float) -> np.ndarray:
+    folder = shared_dir / "data" / "librispeech" / "test-other" / reader
+    parts = [sf.read(str(p), dtype="float32")[0] for p in sorted(folder.glob("*.flac"))]
+    return np.concatenate(parts)[: int(seconds * 16000)]
+
+
+@pytest.mark.parametrize("reader", ["1998", "2609"])
+def test_monologue_gives_one_speaker(diarizer, shared_dir, reader):
+    # Centring on the recording's mean used to spread one voice over two or
+    # three clusters; the one-voice test against the population mean stops that.
+    assert len(diarizer(_monologue(shared_dir, reader, 30), 16000).speakers) == 1
+
+
+def test_min_speakers_overrides_one_voice_test(diarizer, shared_dir):
+    # The user's bound wins over the one-voice test (the count above it is the estimate's).
+    assert len(diarizer(_monologue(shared_dir, "1998", 30), 16000, min_speakers=2).speakers) >= 2
+
+
+def test_generated_conversation_is_not_taken_for_one_voice(diarizer, shared_dir):
+    from podsep.synth import ConversationSpec, generate_conversation
+
+    spec = ConversationSpec(num_speakers=2, duration=30.0, overlap_ratio=0.1)
+    conversation = generate_conversation(shared_dir / "data" / "librispeech" / "test-other", spec, seed=1)
+    assert len(diarizer(conversation.mixture, conversation.sample_rate).speakers) == 2
+
+
 def test_other_sample_rate_is_resampled(diarizer, sample):
     import torch
     import torchaudio.functional as AF

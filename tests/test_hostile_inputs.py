@@ -281,8 +281,7 @@ CASES = [
     Case("full-disk", "output disk full while writing tracks, `--overwrite` of an earlier result "
          "(simulated: file-size limit)", speech_wav, FAILS, args=(*TWO, "--overwrite"),
          message="File too large", prepare=earlier_result, sandbox="full-disk"),
-    Case("single-speaker", "15 s of a single speaker (LibriSpeech)", single_speaker, tracks=(1, 3),
-         note="known issue: should be 1 track; the embedded diarizer splits one voice"),
+    Case("single-speaker", "15 s of a single speaker (LibriSpeech)", single_speaker, tracks=(1, 1)),
     Case("over-max-speakers", "3-speaker conversation (20 s) with `--max-speakers 2`", three_speakers,
          args=("--max-speakers", "2"), tracks=(1, 2)),
 ]
@@ -534,9 +533,6 @@ def test_more_speakers_than_max_speakers_gives_at_most_that_many_tracks(outcomes
     assert 1 <= len(manifest["speakers"]) <= 2
 
 
-@pytest.mark.xfail(strict=True, reason="the embedded diarizer splits one voice into 2-3 speakers: clustering centres "
-                                       "the embeddings on the recording's mean, which spreads a single speaker "
-                                       "apart (podsep/embedded/clustering.py: prepare, estimate_count)")
 def test_single_speaker_gives_exactly_one_track(outcomes):
     outcome = outcome_of(outcomes, "single-speaker")
     check_works(outcome)

@@ -18,7 +18,7 @@ import numpy as np
 from ..diarization import Diarization
 from ..errors import InputError
 from . import overlap_turns
-from .clustering import ClusteringSettings, cluster, prepare
+from .clustering import ClusteringSettings, cluster, looks_like_one_speaker, prepare
 from .speaker_embedding import FRAME_SECONDS as MEL_FRAME_SECONDS
 from .speaker_embedding import GE2EEncoder, normalise_level
 from .vad import SAMPLE_RATE, SileroVad, VadSettings
@@ -108,7 +108,10 @@ class EmbeddedDiarizer:
             return Diarization((), uri)
 
         spans = self._window_spans(regions, duration)
-        embeddings = prepare(self._embed_spans(audio, regions, spans, report), self.cluster_settings)
+        raw = self._embed_spans(audio, regions, spans, report)
+        if num_speakers is None and (min_speakers or 0) <= 1 and looks_like_one_speaker(raw, self.cluster_settings):
+            num_speakers = 1
+        embeddings = prepare(raw, self.cluster_settings)
         labels, centroids = cluster(
             embeddings,
             num_speakers=num_speakers,
@@ -147,7 +150,7 @@ class EmbeddedDiarizer:
             "name": "podsep-embedded",
             "voice_activity": {"model": "Silero VAD (silero_vad.jit)", "package": _version("silero-vad")},
             "speaker_embedding": {"model": "GE2E LSTM (resemblyzer/pretrained.pt)", "package": _version("resemblyzer")},
-            "clustering": "average-linkage count estimate + spherical k-means",
+            "clustering": "one-voice test against a population mean, else average-linkage count estimate + spherical k-means",
             "overlap": overlap_turns.status(self.settings.overlap),
             "torch": _version("torch"),
             "device": self.device,
