@@ -92,7 +92,12 @@ def quiet_cut_points(waveform: np.ndarray, sample_rate: int, every: float, searc
     """Cut times near each multiple of ``every`` seconds, at the quietest 0.5 s within ``±search`` seconds."""
     frame = int(0.1 * sample_rate)
     count = len(waveform) // frame
-    energy = np.square(waveform[:count * frame].astype(np.float64)).reshape(count, frame).mean(axis=1)
+    energy = np.empty(count)
+    block = 6000  # frames (10 minutes): a float64 copy of the whole file would be bigger than the file
+    for first in range(0, count, block):
+        last = min(count, first + block)
+        part = waveform[first * frame:last * frame].astype(np.float64).reshape(last - first, frame)
+        energy[first:last] = np.einsum("ij,ij->i", part, part) / frame
     smooth = np.convolve(energy, np.ones(5) / 5, mode="same")
     duration = len(waveform) / sample_rate
     cuts = []

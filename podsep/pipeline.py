@@ -39,6 +39,7 @@ from .intervals import speaker_intervals, union_all
 from .models import hub_token, pick_device, podsep_cache_root
 from .overlaps import OverlapRegion, Window, find_overlap_regions, plan_windows
 from .separation import SepformerSeparator, Separator, iter_separated
+from .spill import SpillStore
 
 ProgressHook = Callable[..., Any]
 SILENCE_PEAK = 1e-5  # -100 dBFS: below this the input is treated as digital silence
@@ -220,26 +221,28 @@ def _split_source(
 
     active_separator: Any = None
     assignments: list[WindowAssignment] = []
-    if windows:
-        active_separator = separator if separator is not None else _load_separator(run, run_device, hf_token)
-        if active_separator is None:
-            windows, bounds = [], []
-        else:
-            assignments = _separate_and_assign(source, windows, bounds, found, speakers, active_diarizer,
-                                               analysis, active_separator, run)
+    with SpillStore() as spill:  # separated audio past a memory budget waits on disk for assembly
+        if windows:
+            active_separator = separator if separator is not None else _load_separator(run, run_device, hf_token)
+            if active_separator is None:
+                windows, bounds = [], []
+            else:
+                assignments = _separate_and_assign(source, windows, bounds, found, speakers, active_diarizer,
+                                                   analysis, active_separator, run, spill)
 
-    with run.stage("assembly"):
-        plans = _plan_tracks(found, speakers, windows, bounds, assignments, rate, length, settings)
-        staging = ResultStaging(folder, stem, overwrite=overwrite) if folder is not None else None
-        keep = staging is None or length * channels * len(speakers) * 4 <= IN_MEMORY_LIMIT
-        try:
-            arrays, clipped = _render_tracks(source, plans, windows, bounds, assignments, settings, run, staging, keep)
-        except BaseException:
-            if staging is not None:
-                staging.abort()
-            raise
-        if clipped:
-            run.warn(clipping_warning(clipped))
+        with run.stage("assembly"):
+            plans = _plan_tracks(found, speakers, windows, bounds, assignments, rate, length, settings)
+            staging = ResultStaging(folder, stem, overwrite=overwrite) if folder is not None else None
+            keep = staging is None or length * channels * len(speakers) * 4 <= IN_MEMORY_LIMIT
+            try:
+                arrays, clipped = _render_tracks(source, plans, windows, bounds, assignments, settings, run,
+                                                 staging, keep)
+            except BaseException:
+                if staging is not None:
+                    staging.abort()
+                raise
+            if clipped:
+                run.warn(clipping_warning(clipped))
 
     manifest = _manifest(label, fingerprint, source, found, speakers, regions, windows, assignments, settings,
                          active_diarizer, active_separator, run)
@@ -434,8 +437,13 @@ def _separate_and_assign(
     analysis: np.ndarray,
     separator: Any,
     run: _Run,
+    spill: SpillStore,
 ) -> list[WindowAssignment]:
-    """Separate each window and assign its sources at once, keeping only what assembly needs."""
+    """Separate each window and assign its sources at once, keeping only what assembly needs.
+
+    A window is final once trimmed for the last time (after its successor
+    chunk has read the audio they share); final windows go to ``spill``.
+    """
     settings = run.settings
     rate = source.sample_rate
     references: dict[str, np.ndarray] = {}
@@ -484,8 +492,11 @@ def _separate_and_assign(
             if earlier_index is not None and results[earlier_index] is not None:
                 _trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
                              settings, has_successor=False)
-            _trim_to_use(outcome, window, bounds[index], rate, settings,
-                         has_successor=window.chunk < window.num_chunks - 1)
+                spill.park(results[earlier_index].mono_sources)
+            has_successor = window.chunk < window.num_chunks - 1
+            _trim_to_use(outcome, window, bounds[index], rate, settings, has_successor=has_successor)
+            if not has_successor:
+                spill.park(outcome.mono_sources)
             previous_by_region[window.region] = index
             assign_seconds += time.perf_counter() - started
             run.report("separation", None, completed=done, total=len(windows))
