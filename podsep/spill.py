@@ -39,14 +39,6 @@ class DiskArray:
     def __len__(self) -> int:
         return self._length
 
-    @property
-    def shape(self) -> tuple[int]:
-        return (self._length,)
-
-    @property
-    def nbytes(self) -> int:
-        return 4 * self._length
-
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("a DiskArray only supports contiguous slices")
@@ -61,10 +53,6 @@ class DiskArray:
         if len(data) != 4 * count:
             raise SpillError("the temporary file for separated audio was cut short")
         return np.frombuffer(data, dtype=np.float32).copy()
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype)
 
 
 class SpillStore:
@@ -83,7 +71,7 @@ class SpillStore:
 
     def park(self, sources: dict[str, Any]) -> None:
         """Move a finished window's ``{speaker: mono float32 vector}`` to disk if the budget is spent (in place)."""
-        size = sum(int(np.asarray(v).nbytes) if not isinstance(v, DiskArray) else 0 for v in sources.values())
+        size = sum(v.nbytes for v in sources.values() if not isinstance(v, DiskArray))
         if size == 0:
             return
         if self.held_bytes + size <= self.budget:

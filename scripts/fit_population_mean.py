@@ -34,17 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from podsep.embedded.clustering import POPULATION_MEAN_PATH  # noqa: E402
-from podsep.embedded.diarizer import EmbeddedDiarizer, to_mono_16k  # noqa: E402
-
-
-def window_embeddings(diarizer: EmbeddedDiarizer, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Raw (uncentred) unit window embeddings, laid out exactly as the diarizer does."""
-    audio = to_mono_16k(waveform, sample_rate)
-    regions = diarizer.vad.regions(audio)
-    if not regions:
-        return np.zeros((0, 256), dtype=np.float32)
-    spans = diarizer._window_spans(regions, audio.size / 16000)
-    return diarizer._embed_spans(audio, regions, spans, lambda *args, **kwargs: None)
+from podsep.embedded.diarizer import EmbeddedDiarizer  # noqa: E402
 
 
 def main() -> int:
@@ -62,7 +52,7 @@ def main() -> int:
     means = []
     for path in files:
         waveform, rate = sf.read(str(path), dtype="float32")
-        windows = window_embeddings(diarizer, waveform, rate)
+        windows = diarizer.window_embeddings(waveform, rate)
         if len(windows):
             unit = windows / np.maximum(np.linalg.norm(windows, axis=1, keepdims=True), 1e-8)
             means.append(unit.mean(axis=0))

@@ -107,8 +107,7 @@ class EmbeddedDiarizer:
         if not regions or num_speakers == 0:
             return Diarization((), uri)
 
-        spans = self._window_spans(regions, duration)
-        raw = self._embed_spans(audio, regions, spans, report)
+        spans, raw = self._window_embeddings(audio, regions, report)
         if num_speakers is None and (min_speakers or 0) <= 1 and looks_like_one_speaker(raw, self.cluster_settings):
             num_speakers = 1
         embeddings = prepare(raw, self.cluster_settings)
@@ -142,6 +141,15 @@ class EmbeddedDiarizer:
         """
         rows = [self.encoder.embed_clip(to_mono_16k(w, sample_rate)) for w in waveforms]
         return np.stack(rows) if rows else np.zeros((0, 256), dtype=np.float32)
+
+    def window_embeddings(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Raw (uncentred) unit embeddings of the sliding windows over a recording's speech,
+        exactly as the diarizer computes them before clustering (for fitting its statistics)."""
+        audio = to_mono_16k(waveform, sample_rate)
+        regions = self.vad.regions(audio)
+        if not regions:
+            return np.zeros((0, 256), dtype=np.float32)
+        return self._window_embeddings(audio, regions, lambda *args, **kwargs: None)[1]
 
     def describe(self) -> dict[str, Any]:
         """Components, package versions and settings, for podsep's manifest."""
@@ -178,6 +186,12 @@ class EmbeddedDiarizer:
                 begin = min(start + index * hop, end - window)
                 spans.append((begin, begin + window))
         return np.array(spans, dtype=np.float64)
+
+    def _window_embeddings(self, audio: np.ndarray, regions: list[tuple[float, float]],
+                           report: Hook) -> tuple[np.ndarray, np.ndarray]:
+        """Window spans over the speech ``regions`` and their raw embeddings."""
+        spans = self._window_spans(regions, audio.size / SAMPLE_RATE)
+        return spans, self._embed_spans(audio, regions, spans, report)
 
     def _embed_spans(self, audio: np.ndarray, regions: list[tuple[float, float]], spans: np.ndarray, report: Hook) -> np.ndarray:
         speech = np.zeros(audio.size, dtype=bool)
