@@ -46,9 +46,11 @@ import soundfile as sf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from podsep.embedded import EmbeddedDiarizer  # noqa: E402
 from podsep.errors import InputError  # noqa: E402
+from score_overlap_detector import load_ami_split  # noqa: E402
 
 RATE = 16000
 
@@ -56,19 +58,6 @@ RATE = 16000
 def _read(path: Path) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return audio.mean(axis=1), rate
-
-
-def _ami_counts(folder: Path) -> dict[str, int]:
-    """Speakers with at least 1.5 s of speech per AMI excerpt."""
-    import unicodedata
-
-    seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for rttm in folder.glob("*.rttm"):
-        for line in rttm.read_text(encoding="utf-8").splitlines():
-            fields = line.split()
-            if len(fields) >= 8 and fields[0] == "SPEAKER":
-                seconds[unicodedata.normalize("NFC", fields[1])][fields[7]] += float(fields[4])
-    return {uri: sum(1 for s in spk.values() if s >= 1.5) for uri, spk in seconds.items()}
 
 
 def _interview(guest: list[np.ndarray], host: list[np.ndarray], share: float, duration: float,
@@ -102,13 +91,15 @@ def recordings(shared: Path):
             yield "monologue", f"librispeech-{reader.name}-{seconds}s", speech[: seconds * RATE], RATE, 1
     for path in sorted((data / "arctic-sisec").rglob("*.wav")):
         yield "monologue", f"arctic-sisec/{path.stem}", *_read(path), 1
-    counts = _ami_counts(data / "ami")
-    for path in sorted((data / "ami").glob("*.wav")):
-        import unicodedata
-
-        count = counts.get(unicodedata.normalize("NFC", path.stem), 0)
-        if count:
-            yield "monologue" if count == 1 else "conversation", f"ami/{path.stem}", *_read(path), count
+    for split in ("train", "development", "test"):
+        for excerpt in load_ami_split(data / "ami", split):
+            seconds: dict[str, float] = defaultdict(float)
+            for start, end, speaker in excerpt.turns:
+                seconds[speaker] += end - start
+            count = sum(1 for total in seconds.values() if total >= 1.5)  # AMI excerpts held by one person
+            if count:
+                yield ("monologue" if count == 1 else "conversation", f"ami/{excerpt.uri}", excerpt.waveform,
+                       16000, count)
     yield "conversation", "pyannote-sample", *_read(data / "pyannote-sample" / "sample.wav"), 2
     yield "conversation", "falcon-3spk", *_read(data / "dialogues" / "falcon_3spk.wav"), 3
     yield "conversation", "meeting-sim", *_read(data / "meeting-sim" / "000__0.wav"), 7
