@@ -21,10 +21,11 @@ from .errors import PodsepError
 OVERLAP_POLICIES = ("separate", "duplicate", "mute")
 CROSSFADE_LAWS = ("power", "gain")
 DIARIZER_BACKENDS = ("auto", "pyannote", "embedded")
+SEPARATOR_BACKENDS = ("auto", "sepformer", "embedded")
 FALLBACK_POLICIES = ("duplicate", "mute", "error")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DiarizationSettings:
     """Who speaks when."""
 
@@ -39,7 +40,7 @@ class DiarizationSettings:
     link_threshold: float = 0.4
 
 
-@dataclass
+@dataclass(frozen=True)
 class OverlapSettings:
     """How overlapped speech is found and cut into separation windows."""
 
@@ -52,16 +53,18 @@ class OverlapSettings:
     chunk_overlap: float = 2.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class SeparationSettings:
     """The source-separation model run inside the windows."""
 
+    backend: str = "auto"
     model: str = "speechbrain/sepformer-whamr16k"
     revision: str | None = None
     batch_size: int = 1
+    embedded_model: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class AssignmentSettings:
     """Matching separated sources to diarized speakers."""
 
@@ -71,7 +74,7 @@ class AssignmentSettings:
     reference_speech: float = 30.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class AssemblySettings:
     """Stitching per-speaker tracks back together."""
 
@@ -79,7 +82,7 @@ class AssemblySettings:
     crossfade_law: str = "power"
 
 
-@dataclass
+@dataclass(frozen=True)
 class OutputSettings:
     """What gets written."""
 
@@ -87,7 +90,7 @@ class OutputSettings:
     bit_depth: str = "16"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """All settings of one run."""
 
@@ -103,14 +106,19 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Settings":
-        """A validated copy with dotted overrides applied (``{"overlaps.context": 0.5}``)."""
-        import copy
+    def with_overrides(self, overrides: dict[str, Any] | None = None, **keywords: Any) -> "Settings":
+        """A new, validated Settings with dotted overrides applied (``{"overlaps.context": 0.5}``).
 
-        changed = copy.deepcopy(self)
-        for dotted, value in overrides.items():
-            _set_dotted(changed, dotted, value)
-        return changed.validate()
+        Settings are frozen: a run can hand them to every stage without any
+        stage changing what another one sees. Keyword arguments use ``__`` for
+        dots (``overlaps__context=0.5``).
+        """
+        tree = self.to_dict()
+        merged = dict(overrides or {})
+        merged.update({key.replace("__", "."): value for key, value in keywords.items()})
+        for dotted, value in merged.items():
+            _set_dotted(tree, dotted, value)
+        return _build(Settings, tree, "").validate()
 
     def validate(self) -> "Settings":
         """Reject values that would fail later, with the name of the knob."""
@@ -119,6 +127,7 @@ class Settings:
             (self.overlaps.fallback in FALLBACK_POLICIES, f"overlaps.fallback must be one of {', '.join(FALLBACK_POLICIES)}"),
             (self.assembly.crossfade_law in CROSSFADE_LAWS, f"assembly.crossfade_law must be one of {', '.join(CROSSFADE_LAWS)}"),
             (self.diarization.backend in DIARIZER_BACKENDS, f"diarization.backend must be one of {', '.join(DIARIZER_BACKENDS)}"),
+            (self.separation.backend in SEPARATOR_BACKENDS, f"separation.backend must be one of {', '.join(SEPARATOR_BACKENDS)}"),
             (self.output.format in ("wav", "flac", "mp3"), "output.format must be wav, flac or mp3"),
             (self.output.bit_depth in ("16", "24", "float"), "output.bit_depth must be 16, 24 or float"),
             (not (self.output.format == "flac" and self.output.bit_depth == "float"), "FLAC cannot store float samples: use bit_depth 16 or 24"),
@@ -159,10 +168,10 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
         if not isinstance(loaded, dict):
             raise PodsepError(f"config {path} must be a mapping of sections")
         tree = loaded
-    settings = _build(Settings, tree, "")
+    tree = {key: (dict(value) if isinstance(value, dict) else value) for key, value in tree.items()}
     for dotted, value in (overrides or {}).items():
-        _set_dotted(settings, dotted, value)
-    return settings.validate()
+        _set_dotted(tree, dotted, value)
+    return _build(Settings, tree, "").validate()
 
 
 def _build(klass: type, tree: dict[str, Any], prefix: str) -> Any:
@@ -181,17 +190,23 @@ def _build(klass: type, tree: dict[str, Any], prefix: str) -> Any:
     return klass(**values)
 
 
-def _set_dotted(settings: Settings, dotted: str, value: Any) -> None:
-    target: Any = settings
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b`` in a nested settings tree, refusing names Settings does not have."""
+    klass: Any = Settings
+    target = tree
     parts = dotted.split(".")
     for part in parts[:-1]:
-        if not hasattr(target, part) or not dataclasses.is_dataclass(getattr(target, part)):
+        fields = {f.name: f for f in dataclasses.fields(klass)}
+        factory = fields[part].default_factory if part in fields else None
+        if factory is None or factory is dataclasses.MISSING or not dataclasses.is_dataclass(factory):
             raise PodsepError(f"unknown setting '{dotted}'")
-        target = getattr(target, part)
-    name = parts[-1]
-    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+        klass = factory
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise PodsepError(f"setting '{part}' must be a section")
+    if parts[-1] not in {f.name for f in dataclasses.fields(klass)}:
         raise PodsepError(f"unknown setting '{dotted}'")
-    setattr(target, name, _coerce(value, getattr(type(target)(), name), dotted))
+    target[parts[-1]] = value
 
 
 def _coerce(value: Any, default: Any, name: str) -> Any:

@@ -127,3 +127,66 @@ def union_all(sets: Iterable[Intervals]) -> Intervals:
     for item in sets:
         pairs.extend(item.pairs())
     return Intervals.of(pairs)
+
+
+class SpeakerActivity:
+    """Who is active where, as interval sets per speaker, computed once per run and rate.
+
+    Every stage needs the same facts (each speaker's turns, where they talk
+    alone, where others talk); they used to be rebuilt from the turns at every
+    stage. A run builds this once from the diarization and hands it on.
+    """
+
+    def __init__(self, turns: Iterable[tuple[float, float, str]], speakers: list[str], sample_rate: float,
+                 num_samples: int) -> None:
+        self.turns = [(float(a), float(b), s) for a, b, s in turns]
+        self.speakers = list(speakers)
+        self.sample_rate = sample_rate
+        self.num_samples = num_samples
+        self.active = speaker_intervals(self.turns, self.speakers, sample_rate, num_samples)
+        self._others: dict[str, Intervals] = {}
+
+    def __getitem__(self, speaker: str) -> Intervals:
+        return self.active[speaker]
+
+    def others(self, speaker: str) -> Intervals:
+        """Where anyone but ``speaker`` talks."""
+        if speaker not in self._others:
+            self._others[speaker] = union_all(self.active[s] for s in self.speakers if s != speaker)
+        return self._others[speaker]
+
+    def solo(self, speaker: str) -> Intervals:
+        """Where ``speaker`` talks and nobody else does."""
+        return self.active[speaker].subtract(self.others(speaker))
+
+    def overlapped(self, speaker: str) -> Intervals:
+        """Where ``speaker`` talks over someone."""
+        return self.active[speaker].intersect(self.others(speaker))
+
+    def at_rate(self, sample_rate: float, num_samples: int) -> "SpeakerActivity":
+        """The same activity on another sample grid (same rounding as computing it from the turns)."""
+        if sample_rate == self.sample_rate and num_samples == self.num_samples:
+            return self
+        return SpeakerActivity(self.turns, self.speakers, sample_rate, num_samples)
+
+    def longest_solo_runs(self, speaker: str, seconds: float, *, min_seconds: float = 0.0,
+                          fallback_to_all: bool = False) -> list[tuple[int, int]]:
+        """The speaker's longest solo stretches, longest first, cut to ``seconds`` in total.
+
+        Runs shorter than ``min_seconds`` are left out. With ``fallback_to_all``,
+        a speaker who never talks alone contributes all their speech instead.
+        """
+        runs = self.solo(speaker).pairs()
+        if not runs and fallback_to_all:
+            runs = self.active[speaker].pairs()
+        runs.sort(key=lambda run: run[1] - run[0], reverse=True)
+        budget = int(seconds * self.sample_rate)
+        shortest = min_seconds * self.sample_rate
+        chosen = []
+        for start, end in runs:
+            if budget <= 0 or end - start < shortest:
+                break
+            end = min(end, start + budget)
+            chosen.append((start, end))
+            budget -= end - start
+        return chosen

@@ -35,7 +35,7 @@ def generate(folder: Path, hours: float, rate: int, channels: int, speech_dir: P
     """Write ``long.wav`` and ``long.rttm`` without ever holding the whole recording."""
     import soundfile
 
-    from podsep.synth import ConversationSpec, generate_conversation
+    from podsep.lab.synth import ConversationSpec, generate_conversation
 
     minutes = max(1, int(round(hours * 60)))
     audio_path, rttm_path = folder / "long.wav", folder / "long.rttm"
@@ -133,7 +133,7 @@ def main() -> int:
         child(args)
         return 0
 
-    from podsep.testing.fixture_models import build_pyannote_pipeline, build_sepformer
+    from podsep.lab.fixture_models import build_pyannote_pipeline, build_sepformer
 
     work = Path(args.work or tempfile.mkdtemp(prefix="podsep-bench-long-"))
     work.mkdir(parents=True, exist_ok=True)

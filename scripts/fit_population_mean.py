@@ -33,8 +33,8 @@ import soundfile as sf
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from podsep.embedded.clustering import POPULATION_MEAN_PATH  # noqa: E402
-from podsep.embedded.diarizer import EmbeddedDiarizer  # noqa: E402
+from podsep.models.embedded.clustering import POPULATION_MEAN_PATH  # noqa: E402
+from podsep.models.embedded.diarizer import EmbeddedDiarizer  # noqa: E402
 
 
 def main() -> int:

@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import podsep  # noqa: E402
-from podsep.metrics import si_sdr  # noqa: E402
-from podsep.synth import ConversationSpec, generate_conversation  # noqa: E402
-from podsep.testing.oracle import OracleSeparator  # noqa: E402
+from podsep.lab.metrics import si_sdr  # noqa: E402
+from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
+from podsep.lab.oracle import OracleSeparator  # noqa: E402
 
 
 def run(speech: Path, speakers: int, rate: int, count: int, overlap: float) -> dict:

@@ -69,7 +69,7 @@ def main() -> int:
     from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
     from podsep.diarization import Diarization
-    from podsep.embedded import EmbeddedDiarizer
+    from podsep.models.embedded import EmbeddedDiarizer
 
     tunables = {key: parse_value(value) for key, value in (item.split("=", 1) for item in args.set)}
     if args.no_overlap:

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
-    from podsep.embedded.overlap import load_overlap_detector
+    from podsep.models.embedded.overlap import load_overlap_detector
 
     torch.set_num_threads(1)
     ami_dir = args.ami or args.shared / "data" / "ami"

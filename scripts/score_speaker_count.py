@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
-from podsep.embedded import EmbeddedDiarizer  # noqa: E402
+from podsep.models.embedded import EmbeddedDiarizer  # noqa: E402
 from podsep.errors import InputError  # noqa: E402
 from score_overlap_detector import load_ami_split  # noqa: E402
 
@@ -107,7 +107,7 @@ def recordings(shared: Path):
                               "-ac", "1", "-ar", str(RATE), "-f", "f32le", "-"], capture_output=True, check=True)
     yield "conversation", "spokenwoz-MUL1011", np.frombuffer(decoded.stdout, dtype=np.float32).copy(), RATE, 2
 
-    from podsep.synth import ConversationSpec, generate_conversation
+    from podsep.lab.synth import ConversationSpec, generate_conversation
 
     for speakers in (2, 3, 4):
         for seconds in (20, 30, 60):

@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from podsep.embedded.overlap import (  # noqa: E402
+from podsep.models.embedded.overlap import (  # noqa: E402
     DEFAULT_CONFIG, OverlapDetector, build_model, log_mel, save_overlap_detector)
 from score_overlap_detector import (  # noqa: E402
     Counts, default_shared_dir, load_ami_split, overlap_frames, score_regions, score_table)
@@ -266,7 +266,7 @@ def choose_threshold(detector: OverlapDetector, excerpts: list, min_precision: f
     Falls back to the best F1 if no threshold reaches the precision.
     """
     cache = [(ex, detector.probabilities(ex.waveform)) for ex in excerpts]
-    from podsep.embedded.overlap import probabilities_to_regions
+    from podsep.models.embedded.overlap import probabilities_to_regions
 
     best: tuple[float, float, Counts] | None = None
     best_f1: tuple[float, float, Counts] | None = None

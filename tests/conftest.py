@@ -30,7 +30,7 @@ def _private_cache(tmp_path_factory):
 def _no_broken_lazy_modules():
     """Test helpers import speechbrain directly; keep its unusable lazy stand-ins out of
     ``sys.modules`` so tools scanning it (hypothesis) do not trip over them."""
-    from podsep.models import forget_unimportable_lazy_modules
+    from podsep.models.hub import forget_unimportable_lazy_modules
 
     forget_unimportable_lazy_modules()
     yield
@@ -52,7 +52,7 @@ def fixture_models(tmp_path_factory, shared_dir) -> dict[str, Path]:
     ``SepformerSeparation.from_hparams``); only the path differs. Their output
     is meaningless as quality: tests use them for wiring, shapes and files only.
     """
-    from podsep.testing.fixture_models import build_pyannote_pipeline, build_sepformer
+    from podsep.lab.fixture_models import build_pyannote_pipeline, build_sepformer
 
     root = tmp_path_factory.mktemp("fixture-models")
     return {

@@ -1,0 +1,143 @@
+"""podsep's own separator behind the :class:`~podsep.models.separation.Separator` interface.
+
+The Hugging Face Hub is not always there (air-gapped studios, CI, a laptop on a
+train), and SepFormer costs about 20 s of CPU per second of window. This
+separator ships inside the package (``podsep/data/separator.pt``, a few MB),
+loads with ``torch.load(weights_only=True)`` and runs at a small fraction of
+real time on one CPU thread, so every podsep run can separate overlaps.
+
+The network works at its own rate (8 kHz): windows are resampled to it and the
+sources back to the caller's rate. Full-band rendering above the model's band is
+the assembly stage's job, not this one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...audio import resample
+from ...errors import ModelError
+
+SHIPPED_WEIGHTS = "separator.pt"
+
+
+def shipped_weights_path() -> Path:
+    """Where the packaged weights live (whether or not the file is there)."""
+    return Path(str(importlib.resources.files("podsep") / "data" / SHIPPED_WEIGHTS))
+
+
+class EmbeddedSeparator:
+    """The packaged Conv-TasNet: mono window in, ``(2, n)`` sources out at the same rate.
+
+    ``weights`` is a file written by ``scripts/train_separator.py --export`` (the
+    shipped one by default). A model adapted to one episode is the same class
+    with other weights (``state_dict=``).
+    """
+
+    def __init__(self, weights: str | Path | None = None, *, device: str = "cpu", batch_size: int = 1,
+                 state_dict: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                 label: str | None = None) -> None:
+        self.weights = Path(weights).expanduser() if weights else shipped_weights_path()
+        self.device = "cpu" if str(device).startswith("mps") else device
+        self.batch_size = batch_size
+        self._state_dict = state_dict
+        self._config = config
+        self._label = label
+        self._model: Any = None
+        self.sha256: str | None = None
+        self.recipe: dict[str, Any] = {}
+        self.sample_rate = 8000
+        self.num_sources = 2
+
+    def load(self) -> "EmbeddedSeparator":
+        """Read the weights now, mapping every failure to a one-line :class:`ModelError`."""
+        if self._model is not None:
+            return self
+        import torch
+
+        from .convtasnet import ConvTasNet, ConvTasNetConfig
+
+        if self._state_dict is None:
+            if not self.weights.is_file():
+                raise ModelError(f"embedded separator weights not found: {self.weights}")
+            data = self.weights.read_bytes()
+            self.sha256 = hashlib.sha256(data).hexdigest()
+            try:
+                payload = torch.load(self.weights, map_location="cpu", weights_only=True)
+                config = ConvTasNetConfig.from_dict(payload["config"])
+                state_dict = payload["state_dict"]
+                self.recipe = dict(payload.get("recipe") or {})
+            except Exception as error:  # damaged or foreign file
+                raise ModelError(f"cannot read embedded separator weights {self.weights}: "
+                                 f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        else:
+            config = ConvTasNetConfig.from_dict(self._config or {})
+            state_dict = self._state_dict
+        model = ConvTasNet(config)
+        try:
+            model.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise ModelError(f"embedded separator weights do not fit the network: {self.weights}") from error
+        model.eval().to(self.device)
+        self._model = model
+        self.sample_rate = config.sample_rate
+        self.num_sources = config.num_sources
+        return self
+
+    @property
+    def network(self) -> Any:
+        """The loaded torch module (for adaptation, which fine-tunes a copy)."""
+        return self.load()._model
+
+    def move_to(self, device: str) -> None:
+        """Continue on another device (used after a GPU out-of-memory error)."""
+        self.device = device
+        if self._model is not None:
+            self._model.to(device)
+
+    def describe(self) -> dict[str, Any]:
+        self.load()
+        description = {
+            "kind": "podsep.embedded-convtasnet",
+            "source": self._label or str(self.weights),
+            "sha256": self.sha256,
+            "sample_rate": self.sample_rate,
+            "num_sources": self.num_sources,
+            "device": self.device,
+        }
+        if self.recipe:
+            description["recipe"] = self.recipe
+        return description
+
+    def __call__(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self.separate_batch([mixture], sample_rate)[0]
+
+    def separate_batch(self, mixtures: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+        """Separate windows (one forward pass each: the network is cheap and lengths differ)."""
+        import torch
+
+        model = self.load()._model
+        outputs = []
+        with torch.inference_mode():
+            for mixture in mixtures:
+                mixture = np.asarray(mixture, dtype=np.float32)
+                low = resample(mixture, sample_rate, self.sample_rate)
+                if low.size == 0 or not np.any(low):
+                    outputs.append(np.zeros((self.num_sources, mixture.size), np.float32))
+                    continue
+                estimate = model(torch.from_numpy(low).to(self.device)[None])[0].float().cpu().numpy()
+                sources = resample(estimate, self.sample_rate, sample_rate)
+                outputs.append(_fit(sources, mixture.size))
+        return outputs
+
+
+def _fit(sources: np.ndarray, length: int) -> np.ndarray:
+    if sources.shape[-1] >= length:
+        return np.ascontiguousarray(sources[..., :length])
+    return np.pad(sources, ((0, 0), (0, length - sources.shape[-1])))

@@ -1,0 +1,139 @@
+"""Separation stage: run the separator over the overlap windows and assign its sources.
+
+Each window is read from the original only when the separator needs it; its
+sources are assigned to speakers at once (so a long recording never holds all
+separated audio), trimmed to what assembly will read, and parked in a
+:class:`~podsep.spill.SpillStore` past a memory budget.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .assignment import WindowAssignment, assign_window
+from .audio import ANALYSIS_RATE, Audio, FileAudio, resample
+from .config import Settings
+from .diarization import to_samples
+from .intervals import SpeakerActivity
+from .models.separation import iter_separated
+from .overlaps import Window
+from .run import Run
+from .spill import SpillStore
+
+
+def separate_and_assign(
+    source: Audio | FileAudio,
+    windows: list[Window],
+    bounds: list[tuple[int, int]],
+    activity: SpeakerActivity,
+    diarizer: Any,
+    analysis: np.ndarray,
+    separator: Any,
+    settings: Settings,
+    run: Run,
+    spill: SpillStore,
+) -> list[WindowAssignment]:
+    """Separate each window and assign its sources at once, keeping only what assembly needs.
+
+    A window is final once trimmed for the last time (after its successor
+    chunk has read the audio they share); final windows go to ``spill``.
+    """
+    rate = source.sample_rate
+    speakers = activity.speakers
+    references: dict[str, np.ndarray] = {}
+    with run.stage("separation"):
+        if settings.assignment.embedding_weight > 0:
+            references = reference_embeddings(diarizer, analysis, activity, settings.assignment.reference_speech)
+        results: list[WindowAssignment | None] = [None] * len(windows)
+        previous_by_region: dict[int, int] = {}
+        assign_seconds = 0.0
+        stream = iter_separated(
+            separator, lambda i: source.read(*bounds[i]).mean(axis=0, dtype=np.float64).astype(np.float32),
+            [b - a for a, b in bounds], rate, batch_size=settings.separation.batch_size, warn=run.warn,
+        )
+        run.report("separation", None, completed=0, total=len(windows))
+        for done, (index, sources) in enumerate(stream, start=1):
+            started = time.perf_counter()
+            window, (start, end) = windows[index], bounds[index]
+            window_activity = np.stack([activity[s].mask(start, end) for s in speakers])
+            vectors = None
+            if references:
+                vectors = diarizer.embed([resample(s, rate, ANALYSIS_RATE) for s in sources], ANALYSIS_RATE)
+            previous, span = None, None
+            earlier_index = previous_by_region.get(window.region)
+            if earlier_index is not None and results[earlier_index] is not None:
+                earlier = results[earlier_index]
+                earlier_start, earlier_end = bounds[earlier_index]
+                shared_start, shared_end = max(start, earlier_start), min(end, earlier_end)
+                if shared_end > shared_start:
+                    span = (shared_start - start, shared_end - start)
+                    previous = {s: earlier.source(s, shared_start - earlier_start, shared_end - earlier_start).mean(axis=0)
+                                for s in earlier.mono_sources}
+            outcome = assign_window(
+                source.read(start, end), sources, window_activity, speakers, window.speakers, rate,
+                min_context=settings.assignment.min_context, source_embeddings=vectors,
+                reference_embeddings=references, embedding_weight=settings.assignment.embedding_weight,
+                previous=previous, previous_span=span, continuity_weight=settings.assignment.continuity_weight,
+            )
+            if outcome.unassigned_speakers:
+                run.warn(f"{window.core_start:.2f}-{window.core_end:.2f} s: {len(window.speakers)} speakers at once; "
+                         f"separated the {len(outcome.source_index)} most active, "
+                         f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
+            results[index] = outcome
+            if earlier_index is not None and results[earlier_index] is not None:
+                trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
+                             settings, has_successor=False)
+                spill.park(results[earlier_index].mono_sources)
+            has_successor = window.chunk < window.num_chunks - 1
+            trim_to_use(outcome, window, bounds[index], rate, settings, has_successor=has_successor)
+            if not has_successor:
+                spill.park(outcome.mono_sources)
+            previous_by_region[window.region] = index
+            assign_seconds += time.perf_counter() - started
+            run.report("separation", outcome, completed=done, total=len(windows))
+    run.timings["separation"] = round(run.timings["separation"] - assign_seconds, 4)
+    run.timings["assignment"] = round(assign_seconds, 4)
+    return [r for r in results if r is not None]
+
+
+def trim_to_use(outcome: WindowAssignment, window: Window, bounds: tuple[int, int], rate: int, settings: Settings,
+                 *, has_successor: bool) -> None:
+    """Drop the parts of a window's sources that neither assembly nor the next chunk will read.
+
+    Assembly reads a source inside its core and at most one crossfade beyond
+    each core edge; the next chunk of a long region also compares the audio both
+    windows share, so a chunk with a successor keeps its tail until then.
+    """
+    start, end = bounds
+    margin = 2 * int(round(settings.assembly.crossfade * rate)) + 1
+    keep_start = max(0, to_samples(window.core_start, rate) - start - margin)
+    keep_end = end - start if has_successor else min(end - start, to_samples(window.core_end, rate) - start + margin)
+    outcome.trim(keep_start, keep_end)
+
+
+def reference_embeddings(diarizer: Any, analysis: np.ndarray, activity: SpeakerActivity,
+                         seconds: float) -> dict[str, np.ndarray]:
+    """Each speaker's voice from their longest solo stretches (up to ``seconds``)."""
+    if not hasattr(diarizer, "embed"):
+        return {}
+    at_analysis = activity.at_rate(ANALYSIS_RATE, len(analysis))
+    clips, owners = [], []
+    for speaker in activity.speakers:
+        for start, end in at_analysis.longest_solo_runs(speaker, seconds, min_seconds=0.5):
+            clips.append(analysis[start:end])
+            owners.append(speaker)
+    if not clips:
+        return {}
+    vectors = diarizer.embed(clips, ANALYSIS_RATE)
+    if vectors is None:
+        return {}
+    references = {}
+    for speaker in activity.speakers:
+        rows = [i for i, owner in enumerate(owners) if owner == speaker]
+        if rows:
+            mean = np.mean(vectors[rows], axis=0)
+            references[speaker] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return references
