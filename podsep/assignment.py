@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -52,13 +53,29 @@ class WindowAssignment:
     gains_db: dict[str, float] = field(default_factory=dict)
     unassigned_speakers: tuple[str, ...] = ()
     kept_from: int = 0                      # window sample where the kept sources begin (see trim)
+    rendered: dict[str, np.ndarray] | None = None  # speaker -> (channels, n) share of the original window
+    rendering: dict[str, Any] | None = None        # how the window was rendered (for the manifest)
+
+    def render_with(self, rendered: dict[str, np.ndarray], description: dict[str, Any]) -> None:
+        """Use ``rendered`` (per speaker, ``(channels, window length)``) instead of the rescaled outputs."""
+        self.rendered = rendered
+        self.rendering = description
+        self.mono_sources = {s: np.zeros(0, np.float32) for s in rendered}  # the outputs are no longer needed
+
+    @property
+    def stored(self) -> dict[str, Any]:
+        """What this window holds for assembly (the dict a spill store may move to disk)."""
+        return self.rendered if self.rendered is not None else self.mono_sources
 
     def source(self, speaker: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """The speaker's rescaled source over window samples ``[start, stop)``, ``(channels, n)``."""
+        """The speaker's audio for window samples ``[start, stop)``, ``(channels, n)``."""
         first = start - self.kept_from
         last = None if stop is None else stop - self.kept_from
         if first < 0:
             raise ValueError("requested samples before the kept part of the source")
+        if self.rendered is not None:
+            signal = self.rendered[speaker]
+            return np.asarray(signal[:, first:last], dtype=np.float32)
         mono = self.mono_sources[speaker][first:last]
         return (self.channel_gains[speaker][:, None] * mono[None, :]).astype(np.float32)
 
@@ -69,14 +86,24 @@ class WindowAssignment:
         roughly halves the memory they hold until the tracks are written.
         """
         start = max(start, self.kept_from)
-        for speaker, mono in self.mono_sources.items():
-            self.mono_sources[speaker] = np.ascontiguousarray(mono[start - self.kept_from:max(stop - self.kept_from, 0)])
+        first, last = start - self.kept_from, max(stop - self.kept_from, 0)
+        if self.rendered is not None:
+            for speaker, signal in self.rendered.items():
+                self.rendered[speaker] = np.ascontiguousarray(signal[:, first:last])
+        else:
+            for speaker, mono in self.mono_sources.items():
+                self.mono_sources[speaker] = np.ascontiguousarray(mono[first:last])
         self.kept_from = start
 
     @property
+    def speakers(self) -> list[str]:
+        """The speakers this window gives a separated voice to."""
+        return list(self.source_index)
+
+    @property
     def sources(self) -> dict[str, np.ndarray]:
-        """Every assigned speaker's rescaled source over the whole window."""
-        return {speaker: self.source(speaker) for speaker in self.mono_sources}
+        """Every assigned speaker's audio over the whole window."""
+        return {speaker: self.source(speaker) for speaker in self.source_index}
 
 
 def assign_window(

@@ -287,15 +287,27 @@ def _first_line(text: str, path: Path | None = None) -> str:
     return ""
 
 
+def resampling_ratio(from_rate: int, to_rate: int) -> tuple[int, int]:
+    """``(up, down)``: the exact rational ratio every podsep resampling uses."""
+    divisor = math.gcd(int(from_rate), int(to_rate))
+    return int(to_rate) // divisor, int(from_rate) // divisor
+
+
+def polyphase(signal: np.ndarray, up: int, down: int) -> np.ndarray:
+    """The one resampling filter of podsep (scipy's polyphase, default Kaiser window), float32 out."""
+    if up == down:
+        return np.asarray(signal, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    return resample_poly(np.asarray(signal, dtype=np.float32), up, down, axis=-1).astype(np.float32, copy=False)
+
+
 def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Band-limited resampling along the last axis (polyphase, exact rational ratio)."""
     if from_rate == to_rate:
         return np.asarray(signal, dtype=np.float32)
-    from scipy.signal import resample_poly
-
-    divisor = math.gcd(int(from_rate), int(to_rate))
-    up, down = int(to_rate) // divisor, int(from_rate) // divisor
-    out = resample_poly(np.asarray(signal, dtype=np.float32), up, down, axis=-1)
+    up, down = resampling_ratio(from_rate, to_rate)
+    out = polyphase(signal, up, down)
     expected = int(round(signal.shape[-1] * to_rate / from_rate))
     if out.shape[-1] > expected:
         out = out[..., :expected]
@@ -317,10 +329,7 @@ def stream_analysis_copy(source: "Audio | FileAudio", rate: int = ANALYSIS_RATE,
     padding on both sides, so the joined result equals resampling the whole
     signal at once (to float precision) while only one block is in memory.
     """
-    from scipy.signal import resample_poly
-
-    divisor = math.gcd(int(source.sample_rate), int(rate))
-    up, down = rate // divisor, int(source.sample_rate) // divisor
+    up, down = resampling_ratio(source.sample_rate, rate)
     total = source.num_frames
     expected = int(round(total * rate / source.sample_rate))
     out = np.zeros(expected, dtype=np.float32)
@@ -338,10 +347,7 @@ def stream_analysis_copy(source: "Audio | FileAudio", rate: int = ANALYSIS_RATE,
         mono = block.mean(axis=0, dtype=np.float64).astype(np.float32)
         padded = np.concatenate([np.zeros(pad - left.size, np.float32), left, mono, right,
                                  np.zeros(pad - right.size, np.float32)])
-        if up == down:
-            resampled = padded
-        else:
-            resampled = resample_poly(padded, up, down).astype(np.float32)
+        resampled = polyphase(padded, up, down)
         first = pad * up // down
         begin = start * up // down
         count = min(expected, int(round(stop * rate / source.sample_rate))) - begin
@@ -377,6 +383,7 @@ class TrackWriter:
         self.display_path = Path(display_path) if display_path is not None else self.path  # named in errors
         self.fmt = fmt
         self.clips = fmt == "mp3" or bit_depth != "float"
+        self.scale = {"16": 2.0 ** 15, "24": 2.0 ** 23}.get(bit_depth) if fmt != "mp3" else None
         self.clipped_samples = 0
         handle, temporary = tempfile.mkstemp(prefix=f".{self.path.stem[:40]}.", suffix=f".partial.{fmt}", dir=self.path.parent)
         os.close(handle)
@@ -400,6 +407,22 @@ class TrackWriter:
             self.abort()
             raise
 
+    def stored(self, block: np.ndarray) -> np.ndarray:
+        """The samples the file will hold for ``block`` (clipped, and on the integer grid for PCM).
+
+        podsep quantises integer formats itself (round to nearest, full scale =
+        2^(bits-1)), so the caller knows exactly what was stored: the background
+        track is computed from the stored speaker tracks and the identity
+        ``tracks + background = input`` holds to half a step.
+        """
+        block = np.asarray(block, dtype=np.float32)
+        if self.clips:
+            block = np.clip(block, -1.0, 1.0)
+        if self.scale is not None:
+            block = (np.clip(np.rint(block.astype(np.float64) * self.scale), -self.scale, self.scale - 1)
+                     / self.scale).astype(np.float32)
+        return block
+
     def write(self, block: np.ndarray) -> None:
         """Append ``(channels, n)`` float samples."""
         block = np.asarray(block, dtype=np.float32)
@@ -413,7 +436,13 @@ class TrackWriter:
                 assert self._process.stdin is not None
                 self._process.stdin.write(np.ascontiguousarray(block.T).astype("<f4").tobytes())
             elif self._file is not None:
-                self._file.write(block.T)
+                if self.scale is not None:  # integers on podsep's own grid (see stored)
+                    ints = np.clip(np.rint(block.astype(np.float64) * self.scale), -self.scale, self.scale - 1)
+                    shift = 1 if self.scale == 2.0 ** 15 else 256  # 24-bit samples go in the top of an int32
+                    dtype = np.int16 if self.scale == 2.0 ** 15 else np.int32
+                    self._file.write(np.ascontiguousarray((ints * shift).astype(dtype).T))
+                else:
+                    self._file.write(block.T)
         except (OSError, RuntimeError) as error:
             raise OutputError(f"cannot write {self.display_path}: {self._failure_reason(error)}") from error
 

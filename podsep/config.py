@@ -80,6 +80,7 @@ class AssemblySettings:
 
     crossfade: float = 0.03
     crossfade_law: str = "power"
+    overlap_rendering: str = "rebuild"
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class OutputSettings:
 
     format: str = "wav"
     bit_depth: str = "16"
+    extras: bool = True
+    background: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Settings:
         checks = [
             (self.overlaps.policy in OVERLAP_POLICIES, f"overlaps.policy must be one of {', '.join(OVERLAP_POLICIES)}"),
             (self.overlaps.fallback in FALLBACK_POLICIES, f"overlaps.fallback must be one of {', '.join(FALLBACK_POLICIES)}"),
+            (self.assembly.overlap_rendering in ("rebuild", "paste"), "assembly.overlap_rendering must be rebuild or paste"),
             (self.assembly.crossfade_law in CROSSFADE_LAWS, f"assembly.crossfade_law must be one of {', '.join(CROSSFADE_LAWS)}"),
             (self.diarization.backend in DIARIZER_BACKENDS, f"diarization.backend must be one of {', '.join(DIARIZER_BACKENDS)}"),
             (self.separation.backend in SEPARATOR_BACKENDS, f"separation.backend must be one of {', '.join(SEPARATOR_BACKENDS)}"),

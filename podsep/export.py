@@ -78,6 +78,16 @@ class ResultStaging:
         except OSError as error:
             raise OutputError(f"cannot write into {self.folder.parent}: {error.strerror or error}") from error
 
+    def background_writer(self, sample_rate: int, channels: int, *, fmt: str, bit_depth: str) -> TrackWriter:
+        """The writer of ``<stem>.background.<fmt>`` (what no speaker was given)."""
+        name = f"{self.stem}.background.{fmt}"
+        self.files["background"] = self.folder / name
+        try:
+            return TrackWriter(self.path / name, sample_rate, channels, fmt=fmt, bit_depth=bit_depth,
+                               display_path=self.folder / name)
+        except OSError as error:
+            raise OutputError(f"cannot write into {self.folder.parent}: {error.strerror or error}") from error
+
     def finish(self, rttm: str, manifest: dict[str, Any]) -> dict[str, Path]:
         try:
             rttm_name = f"{self.stem}.rttm"

@@ -82,7 +82,7 @@ def _window_entry(window: Window, outcome: WindowAssignment) -> dict[str, Any]:
         "gain_db": {s: (round(g, 2) if np.isfinite(g) else None) for s, g in outcome.gains_db.items()},
         "left_as_mixture": list(outcome.unassigned_speakers),
     }
-    rendering = getattr(outcome, "rendering", None)
+    rendering = outcome.rendering
     if rendering:
         entry["rendering"] = rendering
     return entry

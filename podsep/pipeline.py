@@ -26,7 +26,7 @@ from .audio import ANALYSIS_RATE, Audio, FileAudio, open_audio, stream_analysis_
 from .config import Settings, load_settings
 from .diarization import Diarization, to_samples
 from .errors import InputError, PodsepError
-from .export import ResultStaging, check_destination, clipping_warning, result_folder
+from .export import ResultStaging, check_destination, clipping_warning, result_folder, safe_name
 from .intervals import SpeakerActivity
 from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
@@ -194,31 +194,38 @@ class Splitter:
 
             with run.stage("assembly") as stage:
                 plans = plan_tracks(activity, windows, bounds, assignments, policy, settings)
+                background = _background_plan(settings, policy, found.speakers)
                 staging = ResultStaging(folder, stem, overwrite=overwrite) if folder is not None else None
-                keep = staging is None or length * channels * len(found.speakers) * 4 <= IN_MEMORY_LIMIT
+                keep = staging is None or length * channels * (len(found.speakers) + 1) * 4 <= IN_MEMORY_LIMIT
                 try:
-                    arrays, clipped = render_tracks(source, plans, windows, bounds, assignments, settings, run,
-                                                    staging, keep)
+                    rendered = render_tracks(source, plans, windows, bounds, assignments, settings, run,
+                                             staging, keep, background=background["written"])
                 except BaseException:
                     if staging is not None:
                         staging.abort()
                     raise
-                if clipped:
-                    run.warn(clipping_warning(clipped))
+                if rendered.clipped:
+                    run.warn(clipping_warning(rendered.clipped))
+                if rendered.identity_error is not None:
+                    background["identity_max_error"] = float(f"{rendered.identity_error:.3g}")
                 stage.artifact = plans
 
         models = {"diarization": describe_model(diarizer), "separation": describe_model(separator)}
         manifest = build_manifest(label, fingerprint, source, found, activity, regions, windows, assignments,
                                   settings, policy, models, run)
+        manifest["background"] = background
+        manifest["overlap_rendering"] = _rendering_note(settings, separator, rate)
         files: dict[str, Path] = {}
         if staging is not None:
             with run.stage("export") as stage:
+                if settings.output.extras:
+                    _write_editor_files(staging, manifest, found)
                 files = staging.finish(found.to_rttm(stem), manifest)
                 stage.artifact = files
             manifest["timings"] = dict(run.timings)
-        tracks = Tracks(arrays if keep else None,
+        tracks = Tracks(rendered.arrays if keep else None,
                         {s: files[f"track:{s}"] for s in found.speakers} if not keep else None)
-        result = SplitResult(tracks, rate, found, manifest, files)
+        result = SplitResult(tracks, rate, found, manifest, files, rendered.background)
         run.report("done", result, completed=1, total=1)
         return result
 
@@ -331,6 +338,46 @@ def _name_speakers(labels: list[str], names: Sequence[str] | None, run: Run) -> 
     if len(set(mapping.values())) != len(mapping):
         raise PodsepError("a given speaker name clashes with a diarizer label; choose other names")
     return mapping
+
+
+def _background_plan(settings: Settings, policy: str, speakers: list[str]) -> dict[str, Any]:
+    """Whether the background track is written, and why not when it is not."""
+    plan: dict[str, Any] = {"written": False, "method": "input minus the speaker tracks as stored"}
+    if not settings.output.background:
+        plan["reason"] = "output.background is off"
+    elif policy == "duplicate":
+        plan["reason"] = ("overlaps are duplicated into every active track, so the tracks add up to more than the "
+                          "input there: no background can make them add up")
+    else:
+        if any(safe_name(s).lower() == "background" for s in speakers):
+            raise PodsepError("the speaker name 'background' is reserved for the background track "
+                              "(choose another name, or use --no-background)")
+        plan["written"] = True
+    return plan
+
+
+def _rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, Any] | None:
+    """How separated overlaps were rendered (method and the separator's band)."""
+    if separator is None:
+        return None
+    from .separate import separator_band
+
+    band = separator_band(separator, rate)
+    return {"method": settings.assembly.overlap_rendering, "input_rate": rate,
+            "model_band_hz": band if band is not None else rate / 2.0,
+            "extended_above_band": settings.assembly.overlap_rendering == "rebuild" and band is not None}
+
+
+def _write_editor_files(staging: ResultStaging, manifest: dict[str, Any], diarization: Diarization) -> None:
+    """Timeline picture, Audacity labels, REAPER project and review page, inside the staging folder."""
+    from .editor import EditorInput, write_editor_files
+
+    tracks = {role.partition(":")[2]: path.name for role, path in staging.files.items() if role.startswith("track:")}
+    background = staging.files.get("background")
+    data = EditorInput.from_manifest(manifest, diarization.turns, staging.stem, tracks,
+                                     background.name if background is not None else None)
+    for role, path in write_editor_files(staging.path, data).items():
+        staging.files[role] = staging.folder / path.name
 
 
 # -- inputs -------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ recording.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from .assembly import ORIGINAL, SEPARATED, SeparatedSpan, Segment, TrackPlan, plan_track, render
@@ -22,6 +25,7 @@ from .overlaps import Window
 from .run import Run
 
 BLOCK_SECONDS = 30.0  # assembly renders and writes this much audio at a time
+BACKGROUND = "\x00background"  # the background's key among the writers (no speaker can be called that)
 
 
 def plan_tracks(activity: SpeakerActivity, windows: list[Window], bounds: list[tuple[int, int]],
@@ -35,25 +39,45 @@ def plan_tracks(activity: SpeakerActivity, windows: list[Window], bounds: list[t
     fade = int(round(settings.assembly.crossfade * rate))
     plans = {}
     for speaker in activity.speakers:
-        mine = {i for i, outcome in enumerate(assignments) if speaker in outcome.mono_sources}
+        mine = {i for i, outcome in enumerate(assignments) if speaker in outcome.source_index}
         plans[speaker] = plan_track(activity[speaker], activity.others(speaker), spans, mine, length,
                                     overlap_policy=overlap_policy, fade=fade, speaker=speaker)
     return plans
 
 
+@dataclass
+class Rendered:
+    """What the assembly stage produced: arrays kept in memory, clipped tracks, the background."""
+
+    arrays: dict[str, np.ndarray]
+    clipped: list[str]
+    background: np.ndarray | None = None
+    identity_error: float | None = None  # max |tracks + background - input| as stored
+
+
 def render_tracks(source: Audio | FileAudio, plans: dict[str, TrackPlan], windows: list[Window],
-                   bounds: list[tuple[int, int]], assignments: list[WindowAssignment], settings: Settings,
-                   run: Run, staging: ResultStaging | None, keep: bool) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Render every track block by block; stream into files and/or keep arrays."""
+                  bounds: list[tuple[int, int]], assignments: list[WindowAssignment], settings: Settings,
+                  run: Run, staging: ResultStaging | None, keep: bool, *, background: bool = False) -> Rendered:
+    """Render every track block by block; stream into files and/or keep arrays.
+
+    With ``background``, a last track holds whatever the speaker tracks leave
+    of the input (input minus their sum as stored), so that the speaker tracks
+    and the background add up to the input.
+    """
     rate, length, channels = source.sample_rate, source.num_frames, source.num_channels
     arrays = {s: np.zeros((channels, length), dtype=np.float32) for s in plans} if keep else {}
-    writers = {}
+    rest = np.zeros((channels, length), dtype=np.float32) if keep and background else None
+    writers: dict[str, Any] = {}
     if staging is not None:
         for speaker in plans:
             writers[speaker] = staging.track_writer(speaker, rate, channels, fmt=settings.output.format,
                                                     bit_depth=settings.output.bit_depth)
+        if background:
+            writers[BACKGROUND] = staging.background_writer(rate, channels, fmt=settings.output.format,
+                                                            bit_depth=settings.output.bit_depth)
     block = max(1, int(BLOCK_SECONDS * rate))
     total_blocks = max(1, -(-length // block))
+    identity = 0.0
     try:
         for number, start in enumerate(range(0, length, block), start=1):
             stop = min(length, start + block)
@@ -69,6 +93,7 @@ def render_tracks(source: Audio | FileAudio, plans: dict[str, TrackPlan], window
                     return assignments[segment.window].source(speaker, a - offset, b - offset)
                 raise AssertionError(segment.kind)
 
+            total = np.zeros_like(original, dtype=np.float64) if background else None
             for speaker, plan in plans.items():
                 out = render(plan, start, stop, lambda seg, a, b, s=speaker: read(seg, a, b, s), channels,
                              settings.assembly.crossfade_law)
@@ -76,6 +101,16 @@ def render_tracks(source: Audio | FileAudio, plans: dict[str, TrackPlan], window
                     arrays[speaker][:, start:stop] = out
                 if speaker in writers:
                     writers[speaker].write(out)
+                if total is not None:
+                    total += writers[speaker].stored(out) if speaker in writers else out
+            if total is not None:
+                leftover = (original - total).astype(np.float32)
+                stored = writers[BACKGROUND].stored(leftover) if BACKGROUND in writers else leftover
+                if BACKGROUND in writers:
+                    writers[BACKGROUND].write(leftover)
+                if rest is not None:
+                    rest[:, start:stop] = stored
+                identity = max(identity, float(np.max(np.abs(total + stored - original), initial=0.0)))
             run.report("assembly", None, completed=number, total=total_blocks)
         for writer in writers.values():
             writer.commit()
@@ -83,7 +118,5 @@ def render_tracks(source: Audio | FileAudio, plans: dict[str, TrackPlan], window
         for writer in writers.values():
             writer.abort()
         raise
-    clipped = [s for s, w in writers.items() if w.clipped_samples]
-    return arrays, clipped
-
-
+    clipped = [s for s, w in writers.items() if w.clipped_samples and s != BACKGROUND]
+    return Rendered(arrays, clipped, rest, identity if background else None)

@@ -21,7 +21,10 @@ from .intervals import SpeakerActivity
 from .models.separation import iter_separated
 from .overlaps import Window
 from .run import Run
+from .reconstruct import power_profile, rebuild_window
 from .spill import SpillStore
+
+PROFILE_SECONDS = 20.0  # solo speech per speaker used for their spectral profile
 
 
 def separate_and_assign(
@@ -47,6 +50,9 @@ def separate_and_assign(
     with run.stage("separation"):
         if settings.assignment.embedding_weight > 0:
             references = reference_embeddings(diarizer, analysis, activity, settings.assignment.reference_speech)
+        rendering = settings.assembly.overlap_rendering
+        band_hz = separator_band(separator, rate)
+        profiles = speaker_profiles(source, activity) if rendering == "rebuild" and band_hz is not None else None
         results: list[WindowAssignment | None] = [None] * len(windows)
         previous_by_region: dict[int, int] = {}
         assign_seconds = 0.0
@@ -71,9 +77,10 @@ def separate_and_assign(
                 if shared_end > shared_start:
                     span = (shared_start - start, shared_end - start)
                     previous = {s: earlier.source(s, shared_start - earlier_start, shared_end - earlier_start).mean(axis=0)
-                                for s in earlier.mono_sources}
+                                for s in earlier.speakers}
+            audio = source.read(start, end)
             outcome = assign_window(
-                source.read(start, end), sources, window_activity, speakers, window.speakers, rate,
+                audio, sources, window_activity, speakers, window.speakers, rate,
                 min_context=settings.assignment.min_context, source_embeddings=vectors,
                 reference_embeddings=references, embedding_weight=settings.assignment.embedding_weight,
                 previous=previous, previous_span=span, continuity_weight=settings.assignment.continuity_weight,
@@ -82,21 +89,60 @@ def separate_and_assign(
                 run.warn(f"{window.core_start:.2f}-{window.core_end:.2f} s: {len(window.speakers)} speakers at once; "
                          f"separated the {len(outcome.source_index)} most active, "
                          f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
+            if rendering == "rebuild":
+                rebuild(outcome, audio, sources, rate, band_hz, profiles)
             results[index] = outcome
             if earlier_index is not None and results[earlier_index] is not None:
                 trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
                              settings, has_successor=False)
-                spill.park(results[earlier_index].mono_sources)
+                spill.park(results[earlier_index].stored)
             has_successor = window.chunk < window.num_chunks - 1
             trim_to_use(outcome, window, bounds[index], rate, settings, has_successor=has_successor)
             if not has_successor:
-                spill.park(outcome.mono_sources)
+                spill.park(outcome.stored)
             previous_by_region[window.region] = index
             assign_seconds += time.perf_counter() - started
             run.report("separation", outcome, completed=done, total=len(windows))
     run.timings["separation"] = round(run.timings["separation"] - assign_seconds, 4)
     run.timings["assignment"] = round(assign_seconds, 4)
     return [r for r in results if r is not None]
+
+
+def separator_band(separator: Any, rate: int) -> float | None:
+    """The highest frequency the separator sees (half its rate), or ``None`` when it works at full band."""
+    model_rate = getattr(separator, "sample_rate", None)
+    if not isinstance(model_rate, (int, float)) or model_rate <= 0 or model_rate >= rate:
+        return None
+    return model_rate / 2.0
+
+
+def speaker_profiles(source: Audio | FileAudio, activity: SpeakerActivity,
+                     seconds: float = PROFILE_SECONDS) -> dict[str, np.ndarray]:
+    """Each speaker's solo power spectrum at the input's rate (how bright their voice is above the model's band)."""
+    profiles = {}
+    for speaker in activity.speakers:
+        runs = activity.longest_solo_runs(speaker, seconds, min_seconds=0.2)
+        if runs:
+            voice = np.concatenate([source.read(a, b).mean(axis=0) for a, b in runs])
+            profiles[speaker] = power_profile(voice, source.sample_rate)
+    return profiles
+
+
+def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, rate: int, band_hz: float | None,
+            profiles: dict[str, np.ndarray] | None) -> None:
+    """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`)."""
+    assigned = outcome.speakers
+    order = [outcome.source_index[s] for s in assigned]
+    order += [j for j in range(sources.shape[0]) if j not in order]  # unassigned outputs stay in the sum
+    stack = None
+    if profiles and all(s in profiles for s in assigned):
+        flat = np.mean([profiles[s] for s in assigned], axis=0)
+        stack = np.stack([profiles[s] for s in assigned] + [flat] * (len(order) - len(assigned)))
+    certainty = 2.0 * outcome.confidence - 1.0
+    shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, profiles=stack, certainty=certainty)
+    description = {"method": "rebuild", "certainty": round(float(np.clip(certainty, 0, 1)), 4),
+                   "model_band_hz": band_hz}
+    outcome.render_with({s: shares[i] for i, s in enumerate(assigned)}, description)
 
 
 def trim_to_use(outcome: WindowAssignment, window: Window, bounds: tuple[int, int], rate: int, settings: Settings,

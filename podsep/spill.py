@@ -29,17 +29,33 @@ class SpillError(PodsepError):
 
 
 class DiskArray:
-    """A read-only float32 vector stored in a spill file; slicing reads just that part."""
+    """A read-only float32 array (a vector, or ``(channels, n)`` rows) stored in a spill file.
 
-    def __init__(self, fd: int, offset: int, length: int) -> None:
+    Slicing reads just that part: ``array[a:b]`` for a vector, ``array[:, a:b]``
+    for rows.
+    """
+
+    def __init__(self, fd: int, offset: int, length: int, rows: int | None = None) -> None:
         self._fd = fd
         self._offset = offset
         self._length = length
+        self._rows = rows
 
     def __len__(self) -> int:
-        return self._length
+        return self._length if self._rows is None else self._rows
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self._length,) if self._rows is None else (self._rows, self._length)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        if self._rows is not None:
+            if not (isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None)):
+                raise TypeError("a multi-row DiskArray only supports [:, a:b]")
+            return np.stack([self._read(row * self._length, key[1]) for row in range(self._rows)])
+        return self._read(0, key)
+
+    def _read(self, base: int, key: Any) -> np.ndarray:
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("a DiskArray only supports contiguous slices")
         start, stop, _ = key.indices(self._length)
@@ -47,7 +63,7 @@ class DiskArray:
         if count == 0:
             return np.zeros(0, dtype=np.float32)
         try:
-            data = os.pread(self._fd, 4 * count, self._offset + 4 * start)
+            data = os.pread(self._fd, 4 * count, self._offset + 4 * (base + start))
         except OSError as error:
             raise SpillError(f"cannot read back separated audio from the temporary file: {error.strerror}") from error
         if len(data) != 4 * count:
@@ -70,7 +86,7 @@ class SpillStore:
         self._file: Any = None
 
     def park(self, sources: dict[str, Any]) -> None:
-        """Move a finished window's ``{speaker: mono float32 vector}`` to disk if the budget is spent (in place)."""
+        """Move a finished window's ``{speaker: float32 vector or (channels, n) array}`` to disk if the budget is spent (in place)."""
         size = sum(v.nbytes for v in sources.values() if not isinstance(v, DiskArray))
         if size == 0:
             return
@@ -90,7 +106,8 @@ class SpillStore:
                 raise SpillError(f"cannot write separated audio to a temporary file in "
                                  f"{self.folder or tempfile.gettempdir()}: {error.strerror} "
                                  f"(set TMPDIR to a disk with more room)") from error
-            sources[speaker] = DiskArray(handle.fileno(), offset, data.size)
+            rows = data.shape[0] if data.ndim == 2 else None
+            sources[speaker] = DiskArray(handle.fileno(), offset, data.shape[-1], rows)
             self.spilled_bytes += data.nbytes
 
     def _open(self) -> Any:

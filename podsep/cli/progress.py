@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 STAGE_TITLES = {
@@ -54,22 +55,33 @@ class RichProgress:
         if stage == "done":
             self.progress.stop()
             self.console.print(summary_table(artifact))
+            for line in summary_timeline(artifact):
+                self.console.print(line)
             return
         title = STAGE_TITLES.get(stage, stage)
         if stage not in self.tasks:
-            for other in self.tasks.values():
-                task = self.progress.tasks[other]
-                if not task.finished:
-                    self.progress.update(other, completed=task.total or 1, total=task.total or 1)
+            self._finish_open_rows()
             self.tasks[stage] = self.progress.add_task(title, total=None)
-        task_id = self.tasks[stage]
-        description = f"{title} ({detail})" if detail else title
-        kwargs: dict[str, Any] = {"description": description}
+        key = step_name if detail else stage
+        if detail and key not in self.tasks:  # each sub-step gets its own row, bar and count
+            self._finish_open_rows(keep=stage)
+            self.tasks[key] = self.progress.add_task(f"  {detail.replace('_', ' ')}", total=None)
+        kwargs: dict[str, Any] = {}
         if total is not None:
             kwargs["total"] = total
         if completed is not None:
             kwargs["completed"] = completed
-        self.progress.update(task_id, **kwargs)
+        if kwargs:
+            self.progress.update(self.tasks[key], **kwargs)
+
+    def _finish_open_rows(self, keep: str | None = None) -> None:
+        """Close the rows of finished work (a new stage or sub-step began)."""
+        for name, task_id in self.tasks.items():
+            if name == keep:
+                continue
+            task = self.progress.tasks[task_id]
+            if not task.finished:
+                self.progress.update(task_id, completed=task.total or 1, total=task.total or 1)
 
 
 class PlainProgress:
@@ -123,6 +135,17 @@ def summary_table(result: Any) -> Any:
                      f"{manifest['real_time_factor']:.2f}x real time"
                      + (f"; {len(manifest['warnings'])} warning(s) in the manifest" if manifest["warnings"] else ""))
     return table
+
+
+def summary_timeline(result: Any, width: int = 60) -> list[Any]:
+    """One rich line per speaker: when they talk, across the whole recording."""
+    from ..editor import EditorInput, text_timeline
+
+    stem = Path(str(result.manifest["input"]["source"])).stem or "audio"
+    tracks = {s: result.files[f"track:{s}"].name for s in result.speakers if f"track:{s}" in result.files}
+    data = EditorInput.from_manifest(result.manifest, result.diarization.turns, stem, tracks,
+                                     result.files["background"].name if "background" in result.files else None)
+    return text_timeline(data, width=width)
 
 
 def summary_text(result: Any) -> str:

@@ -6,7 +6,7 @@ files) into conversations with turn-taking, pauses, backchannels, interruptions 
 occasional longer cross-talk, and keeps everything needed to score the result:
 the mixture, one reference track per speaker, the noise, and the turns.
 
-Guarantees (each one is checked by ``tests/test_synth.py``):
+Guarantees (each one is checked by ``tests/lab/test_synth.py``):
 
 * Every turn boundary lies on a 10 ms grid, so the 3 decimals of an RTTM file are
   exact and every boundary is a whole sample at any rate that is a multiple of

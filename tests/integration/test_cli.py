@@ -179,7 +179,7 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, two_speaker_wav, sh
     result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "out"), "--diarization", rttm, "--overlap", "duplicate")
     assert_clean_failure(result, "already exists", "--overwrite")
     assert (folder / "precious.txt").read_text() == "keep me"
-    result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "out"), "--diarization", rttm, "--overlap", "mute", "--overwrite", "-q")
+    result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "out"), "--diarization", rttm, "--overlap", "mute", "--overwrite", "-q", "--no-extras", "--no-background")
     assert result.returncode == 0 and result.stderr == ""
     assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".rttm", ".wav", ".wav"]
 

@@ -344,7 +344,7 @@ def child_env(outcome: Outcome, cache: Path) -> dict[str, str]:
 
 def command(outcome: Outcome) -> list[str]:
     return [sys.executable, "-m", "podsep", "split", str(outcome.input), "-o", str(outcome.out),
-            "--diarizer", "embedded", "--overlap", "duplicate", "--device", "cpu", *outcome.case.args]
+            "--diarizer", "embedded", "--overlap", "duplicate", "--device", "cpu", "--no-extras", *outcome.case.args]
 
 
 def run_case(outcome: Outcome, cache: Path) -> None:

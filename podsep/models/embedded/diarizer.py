@@ -102,8 +102,9 @@ class EmbeddedDiarizer:
         audio = to_mono_16k(waveform, sample_rate)
         duration = audio.size / SAMPLE_RATE
 
+        report("speech_activity", None, completed=0, total=1)
         regions = self.vad.regions(audio)
-        report("speech_activity", regions)
+        report("speech_activity", regions, completed=1, total=1)
         if not regions or num_speakers == 0:
             return Diarization((), uri)
 
@@ -111,6 +112,7 @@ class EmbeddedDiarizer:
         if num_speakers is None and (min_speakers or 0) <= 1 and looks_like_one_speaker(raw, self.cluster_settings):
             num_speakers = 1
         embeddings = prepare(raw, self.cluster_settings)
+        report("clustering", None, completed=0, total=1)
         labels, centroids = cluster(
             embeddings,
             num_speakers=num_speakers,
@@ -118,18 +120,20 @@ class EmbeddedDiarizer:
             max_speakers=max_speakers,
             settings=self.cluster_settings,
         )
-        report("clustering", labels)
+        report("clustering", labels, completed=1, total=1)
+        report("segmentation", None, completed=0, total=1)
 
         grid_labels, scores = self._resegment(regions, spans, embeddings, centroids, duration)
         speakers = [f"SPEAKER_{index:02d}" for index in range(len(centroids))]
         turns = _labels_to_turns(grid_labels, self.settings.step, speakers, duration)
-        report("segmentation", turns)
+        report("segmentation", turns, completed=1, total=1)
 
         extra: list[tuple[float, float, str]] = []
         if self.settings.overlap:
+            report("overlap", None, completed=0, total=1)
             extra, _status = overlap_turns.second_speaker_turns(audio, grid_labels, scores, self.settings.step, speakers,
                                                                  threshold=self.settings.overlap_threshold)
-            report("overlap", extra)
+            report("overlap", extra, completed=1, total=1)
         return Diarization.from_turns(turns + extra, uri)
 
     def embed(self, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray:

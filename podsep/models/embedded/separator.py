@@ -101,6 +101,34 @@ class EmbeddedSeparator:
         if self._model is not None:
             self._model.to(device)
 
+    def _separate_long(self, model: Any, mixture: np.ndarray) -> np.ndarray:
+        """Separate at the model's rate; long windows in overlapping chunks kept in a consistent order.
+
+        A network trained on seconds-long crops may swap its outputs over a
+        30 s window; chunks of the length it knows, each put in the order that
+        continues the previous one over their shared second, avoid that.
+        """
+        import torch
+
+        size = int(CHUNK_SECONDS * self.sample_rate)
+        overlap = int(CHUNK_OVERLAP_SECONDS * self.sample_rate)
+        bounds = _chunks(mixture.size, size, overlap)
+        out = np.zeros((self.num_sources, mixture.size), np.float32)
+        previous_end = 0
+        for number, (start, end) in enumerate(bounds):
+            piece = torch.from_numpy(np.ascontiguousarray(mixture[start:end])).to(self.device)[None]
+            estimate = self._model(piece)[0].float().cpu().numpy()
+            if number == 0:
+                out[:, start:end] = estimate
+            else:
+                shared = previous_end - start
+                estimate = estimate[_stitch_order(out[:, start:previous_end], estimate[:, :shared])]
+                ramp = np.linspace(0.0, 1.0, shared, dtype=np.float32)
+                out[:, start:previous_end] = out[:, start:previous_end] * (1 - ramp) + estimate[:, :shared] * ramp
+                out[:, previous_end:end] = estimate[:, shared:]
+            previous_end = end
+        return out
+
     def describe(self) -> dict[str, Any]:
         self.load()
         description = {
@@ -131,10 +159,41 @@ class EmbeddedSeparator:
                 if low.size == 0 or not np.any(low):
                     outputs.append(np.zeros((self.num_sources, mixture.size), np.float32))
                     continue
-                estimate = model(torch.from_numpy(low).to(self.device)[None])[0].float().cpu().numpy()
+                estimate = self._separate_long(model, low)
                 sources = resample(estimate, self.sample_rate, sample_rate)
                 outputs.append(_fit(sources, mixture.size))
         return outputs
+
+
+CHUNK_SECONDS = 6.0  # the network was trained on 2-4 s crops; long windows are cut into chunks like these
+CHUNK_OVERLAP_SECONDS = 1.0
+
+
+def _stitch_order(previous: np.ndarray, current: np.ndarray) -> list[int]:
+    """Order of ``current``'s sources that best continues ``previous`` over their shared samples."""
+    import itertools
+
+    best, order = -np.inf, list(range(current.shape[0]))
+    for permutation in itertools.permutations(range(current.shape[0])):
+        score = sum(abs(float(np.dot(previous[i], current[j]))) /
+                    (np.linalg.norm(previous[i]) * np.linalg.norm(current[j]) + 1e-12)
+                    for i, j in enumerate(permutation))
+        if score > best:
+            best, order = score, list(permutation)
+    return order
+
+
+def _chunks(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Chunk bounds covering ``[0, length)``, consecutive chunks sharing ``overlap`` samples."""
+    if length <= size + size // 3:
+        return [(0, length)]
+    bounds, start = [], 0
+    while True:
+        end = min(length, start + size)
+        bounds.append((start, end))
+        if end == length:
+            return bounds
+        start = end - overlap
 
 
 def _fit(sources: np.ndarray, length: int) -> np.ndarray:

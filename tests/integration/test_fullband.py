@@ -1,0 +1,145 @@
+"""Full-band overlaps rebuilt from the original, and the background track (tracks + background = input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import podsep
+from podsep.audio import resample
+from podsep.reconstruct import rebuild_window
+from podsep.lab.metrics import si_sdr
+
+RATE = 48000
+
+
+def _voice(shared_dir: Path, name: str) -> np.ndarray:
+    audio, rate = soundfile.read(str(shared_dir / "data" / "fullband" / name), dtype="float32")
+    assert rate == RATE
+    return audio / np.max(np.abs(audio)) * 0.4
+
+
+def _lowpass(signal: np.ndarray, band_rate: int = 16000) -> np.ndarray:
+    return resample(resample(signal, RATE, band_rate), band_rate, RATE)
+
+
+def _highpass(signal: np.ndarray, cutoff: float = 8500.0) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    return sosfiltfilt(butter(8, cutoff, "highpass", fs=RATE, output="sos"), signal)
+
+
+class BandLimitedOracle:
+    """Returns the true voices as a 16 kHz model would see them (nothing above 8 kHz), in shuffled order."""
+
+    sample_rate = 16000
+
+    def __init__(self, mixture: np.ndarray, references: dict[str, np.ndarray]) -> None:
+        self.mixture = mixture
+        self.references = references
+
+    def __call__(self, window: np.ndarray, rate: int) -> np.ndarray:
+        assert rate == RATE
+        start = int(np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(self.mixture, 64)
+                                          == window[:64], axis=1))[0])
+        parts = [_lowpass(track[start:start + window.size]) * gain
+                 for track, gain in zip(reversed(list(self.references.values())), (3.0, 0.3))]
+        return np.stack(parts).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def conversation(shared_dir):
+    a = _voice(shared_dir, "vctk_p238_165.wav")
+    b = _voice(shared_dir, "vctk_p255_367.wav")
+    offset = int(2.0 * RATE)
+    length = max(a.size, offset + b.size)
+    ref_a, ref_b = np.zeros(length, np.float32), np.zeros(length, np.float32)
+    ref_a[:a.size] = a
+    ref_b[offset:offset + b.size] = b
+    turns = [(0.0, a.size / RATE, "A"), (offset / RATE, (offset + b.size) / RATE, "B")]
+    return ref_a + ref_b, {"A": ref_a, "B": ref_b}, podsep.Diarization.from_turns(turns)
+
+
+def _overlap(diarization: podsep.Diarization) -> slice:
+    (first, second) = diarization.turns
+    return slice(int(second.start * RATE) + 2000, int(first.end * RATE) - 2000)
+
+
+def test_rebuilt_overlaps_are_full_band_and_lose_nothing_in_band(conversation, tmp_path):
+    mixture, references, diarization = conversation
+    oracle = BandLimitedOracle(mixture, references)
+    result = podsep.split(mixture, sample_rate=RATE, diarization=diarization, separator=oracle,
+                          output_dir=tmp_path, overrides={"output.bit_depth": "float", "output.extras": False})
+    inside = _overlap(diarization)
+    assert result.manifest["overlap_rendering"]["model_band_hz"] == 8000
+    for speaker, reference in references.items():
+        track = result.tracks[speaker][0]
+        assert si_sdr(reference[inside], track[inside]) >= 20.0, speaker
+        assert si_sdr(_lowpass(reference)[inside], _lowpass(track)[inside]) >= 40.0, speaker
+    pasted = podsep.split(mixture, sample_rate=RATE, diarization=diarization, separator=oracle,
+                          overrides={"assembly.overlap_rendering": "paste"})
+    for speaker, reference in references.items():  # pasting is dull above 8 kHz; rebuilding keeps the air
+        high = _highpass(reference[inside])
+        rebuilt_db = 10 * np.log10(np.sum(_highpass(result.tracks[speaker][0][inside]) ** 2) / np.sum(high ** 2))
+        pasted_db = 10 * np.log10(np.sum(_highpass(pasted.tracks[speaker][0][inside]) ** 2) / np.sum(high ** 2))
+        assert abs(rebuilt_db) <= 3.0 and pasted_db < -20.0, (speaker, rebuilt_db, pasted_db)
+
+
+def test_tracks_and_background_add_up_to_the_input(conversation, tmp_path):
+    mixture, references, diarization = conversation
+    tail = np.zeros(RATE // 2, np.float32)  # half a second where nobody talks
+    mixture = np.concatenate([mixture, tail])
+    references = {s: np.concatenate([r, tail]) for s, r in references.items()}
+    noisy = mixture + 0.01 * np.sin(2 * np.pi * 60 * np.arange(mixture.size) / RATE).astype(np.float32)
+    for depth, tolerance in (("float", 1e-6), ("24", 2.0 ** -23), ("16", 2.0 ** -15)):
+        out = tmp_path / depth
+        result = podsep.split(noisy, sample_rate=RATE, diarization=diarization,
+                              separator=BandLimitedOracle(noisy, references), output_dir=out,
+                              overrides={"output.bit_depth": depth, "output.extras": False})
+        files = result.files
+        assert files["background"].name == "audio.background.wav"
+        total = sum(soundfile.read(str(files[f"track:{s}"]), dtype="float64")[0] for s in ("A", "B"))
+        total = total + soundfile.read(str(files["background"]), dtype="float64")[0]
+        stored_input = noisy if depth == "float" else np.rint(noisy * 2.0 ** (15 if depth == "16" else 23)) / \
+            2.0 ** (15 if depth == "16" else 23)
+        error = float(np.max(np.abs(total - stored_input)))
+        assert error <= tolerance, depth
+        assert result.manifest["background"]["written"] is True
+        # The hum is nobody's: it lives in the background, outside speech too.
+        assert np.max(np.abs(result.background[0, -int(0.2 * RATE):])) > 0.005
+        folder = files["manifest"].parent
+        audio_files = sorted(p.name for p in folder.iterdir() if p.suffix == ".wav")
+        assert audio_files == ["audio.A.wav", "audio.B.wav", "audio.background.wav"]
+
+
+def test_no_background_with_duplicate_and_the_manifest_says_why(conversation, tmp_path):
+    mixture, _, diarization = conversation
+    result = podsep.split(mixture, sample_rate=RATE, diarization=diarization, output_dir=tmp_path,
+                          overrides={"overlaps.policy": "duplicate", "output.extras": False})
+    assert "background" not in result.files and result.background is None
+    assert result.manifest["background"]["written"] is False
+    assert "duplicated" in result.manifest["background"]["reason"]
+
+
+def test_muted_overlaps_go_to_the_background(conversation):
+    mixture, _, diarization = conversation
+    result = podsep.split(mixture, sample_rate=RATE, diarization=diarization, overrides={"overlaps.policy": "mute"})
+    inside = _overlap(diarization)
+    assert np.allclose(result.background[0, inside], mixture[inside], atol=1e-6)
+
+
+def test_stereo_shares_keep_the_image_and_add_up():
+    rng = np.random.default_rng(1)
+    n = 16000
+    a, b = rng.standard_normal(n), rng.standard_normal(n)
+    left, right = 0.9 * a + 0.2 * b, 0.3 * a + 0.8 * b
+    mixture = np.stack([left, right]).astype(np.float32)
+    parts = rebuild_window(mixture, np.stack([a, b]).astype(np.float32), 16000)
+    assert np.allclose(parts.sum(axis=0), mixture, atol=1e-5)
+    assert si_sdr(0.9 * a, parts[0, 0]) > 40 and si_sdr(0.8 * b, parts[1, 1]) > 40
+    unsure = rebuild_window(mixture, np.stack([a, b]).astype(np.float32), 16000, certainty=0.0)
+    assert np.allclose(unsure[0], unsure[1], atol=1e-5)  # a pure guess shares evenly
+    assert np.allclose(unsure.sum(axis=0), mixture, atol=1e-5)
