@@ -210,19 +210,24 @@ class Splitter:
                     background["identity_max_error"] = float(f"{rendered.identity_error:.3g}")
                 stage.artifact = plans
 
-        models = {"diarization": describe_model(diarizer), "separation": describe_model(separator)}
-        manifest = build_manifest(label, fingerprint, source, found, activity, regions, windows, assignments,
-                                  settings, policy, models, run)
-        manifest["background"] = background
-        manifest["overlap_rendering"] = _rendering_note(settings, separator, rate)
         files: dict[str, Path] = {}
-        if staging is not None:
-            with run.stage("export") as stage:
-                if settings.output.extras:
-                    _write_editor_files(staging, manifest, found)
-                files = staging.finish(found.to_rttm(stem), manifest)
-                stage.artifact = files
-            manifest["timings"] = dict(run.timings)
+        try:  # from here to the rename, any failure (or Ctrl-C) removes the staging folder
+            models = {"diarization": describe_model(diarizer), "separation": describe_model(separator)}
+            manifest = build_manifest(label, fingerprint, source, found, activity, regions, windows, assignments,
+                                      settings, policy, models, run)
+            manifest["background"] = background
+            manifest["overlap_rendering"] = _rendering_note(settings, separator, rate)
+            if staging is not None:
+                with run.stage("export") as stage:
+                    if settings.output.extras:
+                        _write_editor_files(staging, manifest, found)
+                    files = staging.finish(found.to_rttm(stem), manifest)
+                    stage.artifact = files
+                manifest["timings"] = dict(run.timings)
+        except BaseException:
+            if staging is not None:
+                staging.abort()
+            raise
         tracks = Tracks(rendered.arrays if keep else None,
                         {s: files[f"track:{s}"] for s in found.speakers} if not keep else None)
         result = SplitResult(tracks, rate, found, manifest, files, rendered.background)

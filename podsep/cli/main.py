@@ -34,40 +34,52 @@ def build_parser() -> argparse.ArgumentParser:
     split = commands.add_parser("split", help="split recordings into per-speaker tracks",
                                 description="Diarize, separate overlapped speech and write one track per speaker.")
     split.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files (anything ffmpeg reads)")
-    split.add_argument("-o", "--output", default="podsep_out", help="output folder; results go to OUTPUT/<stem>/ (default: %(default)s)")
-    split.add_argument("--names", help="comma-separated speaker names, in order of first speech (e.g. Alice,Bob)")
-    split.add_argument("--num-speakers", type=int, help="exact number of speakers, if known")
-    split.add_argument("--min-speakers", type=int, help="lower bound on the number of speakers")
-    split.add_argument("--max-speakers", type=int, help="upper bound on the number of speakers")
-    split.add_argument("--diarization", metavar="RTTM", help="use this RTTM (file.rttm or file.rttm:URI) instead of running a diarizer")
-    split.add_argument("--diarizer", choices=["auto", "pyannote", "embedded"],
-                       help="auto (default): the pyannote model if it loads, else the embedded diarizer; "
-                            "pyannote: that or an error; embedded: no download at all")
-    split.add_argument("--diarization-model", help="pyannote pipeline: Hub id or local folder")
-    split.add_argument("--separator", choices=["auto", "sepformer", "embedded"],
-                       help="auto (default): SepFormer if it loads, else podsep's embedded separator; "
-                            "sepformer: that or overlaps.fallback; embedded: podsep's own model only")
-    split.add_argument("--separation-model", help="SepFormer model: Hub id or local folder")
-    split.add_argument("--overlap", choices=["separate", "duplicate", "mute"], help="what to do with overlapped speech (default: separate)")
-    split.add_argument("--overlap-fallback", choices=["duplicate", "mute", "error"],
-                       help="what overlaps become when no separator can be loaded (default: duplicate)")
-    split.add_argument("--no-cache", action="store_true", help="do not reuse or store cached diarizations")
-    split.add_argument("--context", type=float, help="seconds of context around each overlap given to the separator")
-    split.add_argument("--crossfade", type=float, help="crossfade length in seconds")
-    split.add_argument("--format", choices=["wav", "flac", "mp3"], help="track format (default: wav)")
-    split.add_argument("--bit-depth", choices=["16", "24", "float"], help="WAV/FLAC sample format (default: 16)")
-    split.add_argument("--batch-size", type=int, help="separation windows per forward pass")
-    split.add_argument("--config", help="YAML settings file (see configs/default.yaml); flags override it")
-    split.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    split.add_argument("--hf-token", help="Hugging Face token for gated models (default: $HF_TOKEN)")
-    split.add_argument("--cache-dir", help="model cache folder (default: the Hugging Face cache)")
-    split.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
-    split.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    split.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    add_split_options(split)
     split.set_defaults(func=run_split)
     for register in _command_registrars():
         register(commands)
     return parser
+
+
+def add_split_options(parser: argparse.ArgumentParser) -> None:
+    """Every ``podsep split`` option except the inputs, so that ``podsep batch`` accepts them with the same meaning."""
+    parser.add_argument("-o", "--output", default="podsep_out", help="output folder; results go to OUTPUT/<stem>/ (default: %(default)s)")
+    parser.add_argument("--names", help="comma-separated speaker names, in order of first speech (e.g. Alice,Bob)")
+    parser.add_argument("--num-speakers", type=int, help="exact number of speakers, if known")
+    parser.add_argument("--min-speakers", type=int, help="lower bound on the number of speakers")
+    parser.add_argument("--max-speakers", type=int, help="upper bound on the number of speakers")
+    parser.add_argument("--diarization", metavar="RTTM", help="use this RTTM (file.rttm or file.rttm:URI) instead of running a diarizer")
+    parser.add_argument("--diarizer", choices=["auto", "pyannote", "embedded"],
+                        help="auto (default): the pyannote model if it loads, else the embedded diarizer; "
+                             "pyannote: that or an error; embedded: no download at all")
+    parser.add_argument("--diarization-model", help="pyannote pipeline: Hub id or local folder")
+    parser.add_argument("--separator", choices=["auto", "sepformer", "embedded"],
+                        help="auto (default): SepFormer if it loads, else podsep's embedded separator; "
+                             "sepformer: that or overlaps.fallback; embedded: podsep's own model only")
+    parser.add_argument("--separation-model", help="SepFormer model: Hub id or local folder")
+    parser.add_argument("--overlap", choices=["separate", "duplicate", "mute"], help="what to do with overlapped speech (default: separate)")
+    parser.add_argument("--overlap-fallback", choices=["duplicate", "mute", "error"],
+                        help="what overlaps become when no separator can be loaded (default: duplicate)")
+    parser.add_argument("--no-cache", action="store_true", help="do not reuse or store cached diarizations")
+    parser.add_argument("--context", type=float, help="seconds of context around each overlap given to the separator")
+    parser.add_argument("--crossfade", type=float, help="crossfade length in seconds")
+    parser.add_argument("--format", choices=["wav", "flac", "mp3"], help="track format (default: wav)")
+    parser.add_argument("--bit-depth", choices=["16", "24", "float"], help="WAV/FLAC sample format (default: 16)")
+    parser.add_argument("--batch-size", type=int, help="separation windows per forward pass")
+    parser.add_argument("--config", help="YAML settings file (see configs/default.yaml); flags override it")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--hf-token", help="Hugging Face token for gated models (default: $HF_TOKEN)")
+    parser.add_argument("--cache-dir", help="model cache folder (default: the Hugging Face cache)")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="write only tracks, RTTM and manifest (no timeline PNG, labels, REAPER project, review page)")
+    parser.add_argument("--no-background", action="store_true",
+                        help="do not write <stem>.background (the input minus the speaker tracks)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing result folder")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch, OpenMP and BLAS, per worker in a batch (default: the cores other "
+                             "processes leave free, divided between the workers)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
 
 
 def _command_registrars() -> list[Any]:
@@ -77,9 +89,9 @@ def _command_registrars() -> list[Any]:
     ``func`` (taking the parsed args, returning an exit code).
     """
     from ..lab import bench, evaluate
-    from . import models_cmd
+    from . import batch_cmd, models_cmd
 
-    return [models_cmd.register, evaluate.register, bench.register]
+    return [batch_cmd.register, models_cmd.register, evaluate.register, bench.register]
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,10 +111,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "assembly.crossfade": args.crossfade,
         "output.format": args.format,
         "output.bit_depth": args.bit_depth,
+        "output.extras": False if args.no_extras else None,
+        "output.background": False if args.no_background else None,
         "device": args.device,
         "cache_dir": args.cache_dir,
     }
     return {key: value for key, value in pairs.items() if value is not None}
+
+
+def _threads(args: argparse.Namespace) -> int | None:
+    """``--threads`` checked (None: let podsep choose from the free cores)."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise PodsepError(f"--threads must be at least 1, not {threads}")
+    return threads
 
 
 def _progress_hook(quiet: bool) -> Any:
@@ -126,6 +148,9 @@ def run_split(args: argparse.Namespace) -> int:
     if len(args.inputs) == 1:  # fail on a bad path before any work or progress output
         check_input_path(args.inputs[0])
     names = [n for n in args.names.split(",")] if args.names else None
+    from ..threads import configure_threads
+
+    configure_threads(_threads(args))  # before any model loads: never more threads than free cores
     splitter = Splitter(settings, hf_token=args.hf_token)  # models load once, for every input
     failures = 0
     for path in args.inputs:
