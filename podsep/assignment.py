@@ -34,7 +34,16 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-CONFIDENCE_TEMPERATURE = 0.1
+#: Log-odds are divided by this before the softmax over assignments. Calibrated so that
+#: confidences match how often assignments are right, on windows of generated
+#: conversations of *training* voices (scripts/score_separator.py --calibrate).
+CONFIDENCE_TEMPERATURE = 32.0
+FRAME_SECONDS = 0.02       # energy shares are measured per 20 ms frame
+SHARE_FLOOR = 1e-6         # a frame's log-odds are bounded (about +-13.8)
+EVIDENCE_CAP_FRAMES = 50   # evidence grows with the square root of the solo frames, up to 1 s of them
+VOICE_SCALE = 40.0         # cosine similarities (-1..1) brought to the log-odds scale of the context
+CONTINUITY_SCALE = 100.0
+ACTIVITY_SCALE = 4.0       # log-odds of a source's energy lying where a speaker talks, for speakers without solo context
 
 
 @dataclass
@@ -141,22 +150,29 @@ def assign_window(
 
     scores = np.zeros((len(chosen), num_sources))
     evidence: list[str] = []
-    context = _context_scores(mono, sources, solo, [row_of[label] for label in chosen])
+    context = _context_scores(mono, sources, solo, [row_of[label] for label in chosen], sample_rate)
     if context is not None:
         scores += context
         evidence.append("context")
     placement = _activity_scores(sources, activity, [row_of[label] for label in chosen])
     if placement is not None:
-        scores += placement
-        evidence.append("activity")
+        if context is None:  # no solo context at all: a weak hint, far below the log-odds above
+            scores += placement
+            evidence.append("activity")
+        else:  # speakers heard only inside the overlap: whose output lies where they talk
+            lacking = [i for i, label in enumerate(chosen) if row_of[label] not in solo]
+            if lacking:
+                odds = np.clip(placement[lacking], SHARE_FLOOR, 1 - SHARE_FLOOR)
+                scores[lacking] += ACTIVITY_SCALE * np.log(odds / (1 - odds))
+                evidence.append("activity")
     if source_embeddings is not None and reference_embeddings and all(s in reference_embeddings for s in chosen):
         voice = np.array([[float(np.dot(reference_embeddings[s], e)) for e in source_embeddings] for s in chosen])
-        scores += embedding_weight * voice
+        scores += embedding_weight * VOICE_SCALE * voice
         evidence.append("voice")
     if previous and previous_span is not None and all(s in previous for s in chosen):
         start, end = previous_span
         continuity = np.array([[abs(_cosine(previous[s], sources[j, start:end])) for j in range(num_sources)] for s in chosen])
-        scores += continuity_weight * continuity
+        scores += continuity_weight * CONTINUITY_SCALE * continuity
         evidence.append("continuity")
 
     rows, columns = linear_sum_assignment(-scores)
@@ -180,26 +196,50 @@ def _solo_masks(activity: np.ndarray, chosen_rows: list[int], min_samples: int) 
 
 
 def _context_scores(
-    mono: np.ndarray, sources: np.ndarray, solo: dict[int, np.ndarray], chosen_rows: list[int]
+    mixture: np.ndarray, sources: np.ndarray, solo: dict[int, np.ndarray], chosen_rows: list[int], sample_rate: int
 ) -> np.ndarray | None:
-    """Scores ``(len(chosen_rows), num_sources)``; zero rows for speakers without solo context."""
+    """Log-odds ``(len(chosen_rows), num_sources)`` that each source holds each speaker's solo speech.
+
+    The sources are first scaled to add up to the mixture (least squares), so
+    their energies are comparable; then, frame by frame where a speaker talks
+    alone, the share of the energy each source carries there is turned into
+    log-odds, averaged with the frames' energies as weights, and multiplied by
+    the square root of the number of solo frames (capped at one second's worth):
+    more solo speech is more evidence, as for a sum of independent votes. A weak separator that leaks
+    a faint copy of a voice into the wrong output still puts most of that
+    voice's energy in the right one, which is what this measures (a
+    scale-invariant correlation would not see the difference).
+    """
     if not solo:
         return None
     num_sources = sources.shape[0]
-    correlation = np.zeros((len(chosen_rows), num_sources))
-    power = np.zeros((len(chosen_rows), num_sources))
+    gains = _mixture_gains(mixture, sources)
+    scaled = sources.astype(np.float64) * gains[:, None]
+    frame = max(1, int(FRAME_SECONDS * sample_rate))
+    scores = np.zeros((len(chosen_rows), num_sources))
     for i, row in enumerate(chosen_rows):
         mask = solo.get(row)
         if mask is None:
             continue
-        for j in range(num_sources):
-            correlation[i, j] = abs(_cosine(sources[j, mask], mono[mask]))
-            power[i, j] = float(np.mean(np.square(sources[j, mask], dtype=np.float64)))
-    if len(solo) > 1:
-        # Where does each source put its energy? (scale-invariant per source)
-        share = power / np.maximum(power.sum(axis=0, keepdims=True), 1e-20)
-        return 0.5 * correlation + 0.5 * share
-    return correlation
+        index = np.flatnonzero(mask)
+        count = index.size // frame * frame
+        if count == 0:
+            continue
+        energy = (scaled[:, index[:count]].reshape(num_sources, -1, frame) ** 2).sum(axis=-1) + 1e-20
+        share = np.clip(energy / energy.sum(axis=0, keepdims=True), SHARE_FLOOR, 1 - SHARE_FLOOR)
+        weight = energy.sum(axis=0) / energy.sum()
+        frames = min(count // frame, EVIDENCE_CAP_FRAMES)
+        scores[i] = np.sqrt(frames) * np.sum(weight * np.log(share / (1 - share)), axis=1)
+    return scores
+
+
+def _mixture_gains(mixture: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Least-squares gains making the sources add up to the mixture (ones when degenerate)."""
+    basis = sources.astype(np.float64).T
+    if not np.any(basis):
+        return np.ones(sources.shape[0])
+    gains, *_ = np.linalg.lstsq(basis, mixture.astype(np.float64), rcond=None)
+    return np.where(np.abs(gains) > 1e-12, np.abs(gains), 1.0)
 
 
 def _activity_scores(sources: np.ndarray, activity: np.ndarray, chosen_rows: list[int]) -> np.ndarray | None:

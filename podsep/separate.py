@@ -25,6 +25,7 @@ from .reconstruct import power_profile, rebuild_window
 from .spill import SpillStore
 
 PROFILE_SECONDS = 20.0  # solo speech per speaker used for their spectral profile
+CERTAIN = 0.95  # assignment confidence from which a window is rendered without blending
 
 
 def separate_and_assign(
@@ -128,6 +129,17 @@ def speaker_profiles(source: Audio | FileAudio, activity: SpeakerActivity,
     return profiles
 
 
+def certainty_of(confidence: float) -> float:
+    """How far to trust an assignment when sharing: 0 at a coin toss, 1 from :data:`CERTAIN` up.
+
+    Below that, blending a speaker's share with the other's in proportion to the
+    chance of being right minimises the expected error; above it (assignments
+    that are right about 97 % of the time, measured on training voices) the
+    residual risk costs less than the blend would.
+    """
+    return float(np.clip((confidence - 0.5) / (CERTAIN - 0.5), 0.0, 1.0))
+
+
 def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, rate: int, band_hz: float | None,
             profiles: dict[str, np.ndarray] | None) -> None:
     """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`)."""
@@ -138,9 +150,9 @@ def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, r
     if profiles and all(s in profiles for s in assigned):
         flat = np.mean([profiles[s] for s in assigned], axis=0)
         stack = np.stack([profiles[s] for s in assigned] + [flat] * (len(order) - len(assigned)))
-    certainty = 2.0 * outcome.confidence - 1.0
+    certainty = certainty_of(outcome.confidence)
     shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, profiles=stack, certainty=certainty)
-    description = {"method": "rebuild", "certainty": round(float(np.clip(certainty, 0, 1)), 4),
+    description = {"method": "rebuild", "certainty": round(certainty, 4),
                    "model_band_hz": band_hz}
     outcome.render_with({s: shares[i] for i, s in enumerate(assigned)}, description)
 

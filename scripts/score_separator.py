@@ -121,12 +121,13 @@ class Recording:
         return out
 
 
-def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: float = 0.8) -> dict:
+def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: float = 0.8,
+               speech_set: str = "test-other") -> dict:
     import podsep
     from podsep.lab.metrics import si_sdr as metric_si_sdr
     from podsep.lab.synth import ConversationSpec, generate_conversation
 
-    speech = shared() / "data" / "librispeech" / "test-other"
+    speech = shared() / "data" / "librispeech" / speech_set
     agree_time = total_time = 0.0
     windows = wrong = wrong_confident = 0
     confidences: list[tuple[float, bool]] = []
@@ -203,6 +204,9 @@ def main() -> None:
     parser.add_argument("--librimix", action="store_true")
     parser.add_argument("--assignment", type=int, default=0, help="number of generated conversations")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per generated conversation")
+    parser.add_argument("--speech-set", default="test-other", choices=["test-other", "train-clean-100"],
+                        help="voices of the generated conversations: test-other to report, "
+                             "train-clean-100 to develop (tuning on test-other would spoil it)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -225,7 +229,8 @@ def main() -> None:
               f"{np.mean([r['podsep_sdri'] for r in rows]):>8.2f} {np.mean([r['peer_convtasnet'] for r in rows]):>8.2f} "
               f"{np.mean([r['peer_sdri'] for r in rows]):>12.2f}")
     if args.assignment:
-        report["assignment"] = a = assignment(separator, args.assignment, args.duration)
+        report["assignment"] = a = assignment(separator, args.assignment, args.duration,
+                                                     speech_set=args.speech_set)
         print(json.dumps(a, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
