@@ -71,9 +71,24 @@ def load_utterance(path: Path, rate: int) -> np.ndarray:
     if file_rate != rate:
         g = math.gcd(file_rate, rate)
         audio = resample_poly(audio, rate // g, file_rate // g).astype(np.float32)
-    audio = audio - audio.mean()
+    audio = trim_silence(audio - audio.mean(), rate)
     rms = float(np.sqrt(np.mean(audio**2))) + 1e-8
     return (audio / rms * 0.05).astype(np.float32)
+
+
+def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0) -> np.ndarray:
+    """Drop leading and trailing 20 ms frames more than 40 dB below the loudest one.
+
+    A turn cut from the start of an utterance must start with speech: a target
+    that is silent in its window has an SI-SDR of minus infinity and swamps a batch.
+    """
+    frame = max(1, int(0.02 * rate))
+    count = audio.size // frame
+    if count == 0:
+        return audio
+    energy = (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20
+    loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
+    return audio[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
 def training_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
@@ -148,25 +163,38 @@ def fade(x: np.ndarray, rate: int) -> np.ndarray:
     return x
 
 
-def place(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, n: int, rate: int):
-    """Arrange two voices in one window with one of three overlap shapes."""
+def piece(rng: np.random.Generator, utterance: np.ndarray, length: int) -> np.ndarray:
+    """Up to ``length`` samples of an utterance, from a random point (all of it when shorter)."""
+    if utterance.size <= length:
+        return utterance.copy()
+    start = rng.integers(0, utterance.size - length + 1)
+    return utterance[start : start + length].copy()
+
+
+def place(rng: np.random.Generator, ua: np.ndarray, ub: np.ndarray, n: int, rate: int):
+    """Arrange two voices in one window with one of three overlap shapes.
+
+    Partial turns are cut from the utterances themselves (trimmed of silence),
+    so the overlapped part always holds speech of both voices.
+    """
     mode = rng.uniform()
     sa = np.zeros(n, np.float32)
     sb = np.zeros(n, np.float32)
     if mode < 0.4:  # full overlap
-        sa[:], sb[:] = a[:n], b[:n]
-    elif mode < 0.8:  # hand-over with 25-75 % overlap
+        sa[:], sb[:] = crop(rng, ua, n), crop(rng, ub, n)
+    elif mode < 0.8:  # hand-over with 25-75 % overlap: A's turn ends where B's has begun
         ov = int(rng.uniform(0.25, 0.75) * n)
         la = int(rng.integers(ov, n + 1))
         lb = n - la + ov  # the two turns share exactly ov samples
-        sa[:la] = fade(a[:la].copy(), rate)
-        sb[n - lb :] = fade(b[:lb].copy(), rate)
+        a = fade(piece(rng, ua, la), rate)
+        b = fade(piece(rng, ub, lb), rate)
+        sa[la - a.size : la] = a
+        sb[n - lb : n - lb + b.size] = b
     else:  # interjection inside the other's speech
-        lb = int(rng.uniform(0.4, 1.5) * rate)
-        lb = min(lb, n - 1)
-        start = rng.integers(0, n - lb + 1)
-        sa[:] = a[:n]
-        sb[start : start + lb] = fade(b[:lb].copy(), rate)
+        sa[:] = crop(rng, ua, n)
+        b = fade(piece(rng, ub, min(int(rng.uniform(0.4, 1.5) * rate), n - 1)), rate)
+        start = rng.integers(0, n - b.size + 1)
+        sb[start : start + b.size] = b
     if rng.uniform() < 0.5:
         sa, sb = sb, sa
     return sa, sb
@@ -177,8 +205,7 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
     i, j = rng.choice(len(speakers), size=2, replace=False)
     ua = corpus[rng.choice(by_speaker[speakers[i]])][1]
     ub = corpus[rng.choice(by_speaker[speakers[j]])][1]
-    a, b = crop(rng, ua, n), crop(rng, ub, n)
-    sa, sb = place(rng, a, b, n, rate)
+    sa, sb = place(rng, ua, ub, n, rate)
     if augment and rng.uniform() < REVERB_PROBABILITY:
         rt60 = rng.uniform(0.15, 0.7)
         sa = fftconvolve(sa, synthetic_rir(rng, rate, rt60))[:n].astype(np.float32)
@@ -211,10 +238,13 @@ def si_sdr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> t
     return 10 * torch.log10(projection.pow(2).sum(-1) / (noise.pow(2).sum(-1) + eps) + eps)
 
 
-def pit_si_sdr(estimates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Best-permutation mean SI-SDR per example (two sources)."""
-    direct = si_sdr(estimates, targets).mean(-1)
-    swapped = si_sdr(estimates.flip(1), targets).mean(-1)
+def pit_si_sdr(estimates: torch.Tensor, targets: torch.Tensor, floor: float = -30.0) -> torch.Tensor:
+    """Best-permutation mean SI-SDR per example (two sources), each source's score floored.
+
+    The floor keeps one hopeless source (a near-silent target) from swamping the batch.
+    """
+    direct = si_sdr(estimates, targets).clamp_min(floor).mean(-1)
+    swapped = si_sdr(estimates.flip(1), targets).clamp_min(floor).mean(-1)
     return torch.maximum(direct, swapped)
 
 
