@@ -67,6 +67,7 @@ import torch
 __all__ = [
     "EMBEDDING_DIMENSION",
     "SIZES",
+    "build_embedded_separator",
     "build_pyannote_pipeline",
     "build_sepformer",
     "default_plda_dir",
@@ -412,6 +413,24 @@ def build_pyannote_pipeline(
         )
     )
     return folder
+
+
+def build_embedded_separator(path: Path, *, seed: int = 0, small: bool = True) -> Path:
+    """A random-weight podsep separator in the exact format ``scripts/train_separator.py --export`` writes.
+
+    ``small`` shrinks the network (fast tests); the file layout, keys and
+    ``weights_only`` loading are those of the shipped ``podsep/data/separator.pt``.
+    """
+    from ..models.embedded.convtasnet import ConvTasNet, ConvTasNetConfig
+
+    config = ConvTasNetConfig(filters=32, bottleneck=16, hidden=32, blocks=3, repeats=1) if small else ConvTasNetConfig()
+    torch.manual_seed(seed)
+    model = ConvTasNet(config)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": config.to_dict(), "state_dict": model.state_dict(),
+                "recipe": {"script": "podsep.lab.fixture_models", "note": "random weights: meaningless output"}}, path)
+    return path
 
 
 def build_sepformer(folder: Path, *, size: str = "small", seed: int = 0) -> Path:

@@ -1,0 +1,101 @@
+"""podsep's own separator: chosen by the factory, recorded in the manifest, run on every overlap."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import podsep
+from podsep.lab.fixture_models import build_embedded_separator
+from podsep.models.embedded.separator import EmbeddedSeparator, shipped_weights_path
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> Path:
+    return build_embedded_separator(tmp_path_factory.mktemp("embedded") / "separator.pt")
+
+
+def _warnings_hook(collected: list[str]):
+    class Hook:
+        def __call__(self, *args, **kwargs):
+            pass
+
+        def warning(self, message):
+            collected.append(message)
+
+    return Hook()
+
+
+def test_auto_falls_back_to_the_embedded_separator_and_says_so(shared_dir, random_weights, tmp_path):
+    warnings: list[str] = []
+    rttm = shared_dir / "data" / "pyannote-sample" / "sample.rttm"
+    result = podsep.split(shared_dir / "data" / "pyannote-sample" / "sample.wav", diarization=rttm,
+                          hook=_warnings_hook(warnings),
+                          overrides={"separation.model": str(tmp_path / "no-sepformer-here"),
+                                     "separation.embedded_model": str(random_weights)})
+    manifest = result.manifest
+    separation = manifest["models"]["separation"]
+    assert separation["kind"] == "podsep.embedded-convtasnet"
+    assert separation["sha256"] == hashlib.sha256(random_weights.read_bytes()).hexdigest()
+    assert separation["sample_rate"] == 8000 and "recipe" in separation
+    assert manifest["fallbacks"]["separation_fallback"]["separator"] == "embedded"
+    assert sum("embedded separator" in w for w in warnings) == 1
+    assert manifest["overlaps"] and all(o["handling"] == "separated" for o in manifest["overlaps"])
+    for region in manifest["overlaps"]:
+        for window in region["windows"]:
+            assert window["rendering"]["method"] == "rebuild"
+            assert window["rendering"]["model_band_hz"] == 4000.0
+
+
+def test_backend_choice_and_fallback_policy(shared_dir, random_weights, tmp_path):
+    audio, rate = soundfile.read(str(shared_dir / "data" / "pyannote-sample" / "sample.wav"), dtype="float32")
+    rttm = shared_dir / "data" / "pyannote-sample" / "sample.rttm"
+    embedded = podsep.Splitter(separation__backend="embedded", separation__embedded_model=str(random_weights))
+    result = embedded.split(audio, sample_rate=rate, diarization=rttm)
+    assert result.manifest["models"]["separation"]["kind"] == "podsep.embedded-convtasnet"
+    assert "separation_fallback" not in result.manifest["fallbacks"]
+    assert embedded.models()["separation"] == {"requested": "embedded", "loaded": "embedded",
+                                               "overlap_policy": "separate"}
+    missing = podsep.Splitter(separation__backend="embedded", overlaps__fallback="mute",
+                              separation__embedded_model=str(tmp_path / "absent.pt"))
+    result = missing.split(audio, sample_rate=rate, diarization=rttm)
+    assert all(o["handling"] == "muted" for o in result.manifest["overlaps"])
+    with pytest.raises(podsep.PodsepError, match="embedded separator weights not found"):
+        podsep.Splitter(separation__backend="embedded", overlaps__fallback="error",
+                        separation__embedded_model=str(tmp_path / "absent.pt")).split(audio, sample_rate=rate,
+                                                                                      diarization=rttm)
+
+
+def test_damaged_weights_are_a_one_line_error(tmp_path):
+    broken = tmp_path / "separator.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(podsep.PodsepError, match="cannot read embedded separator weights"):
+        EmbeddedSeparator(broken).load()
+
+
+def test_long_windows_are_separated_in_consistent_chunks(random_weights):
+    separator = EmbeddedSeparator(random_weights).load()
+    rng = np.random.default_rng(0)
+    window = rng.standard_normal(16000 * 20).astype(np.float32)
+    sources = separator(window, 16000)
+    assert sources.shape == (2, window.size) and np.all(np.isfinite(sources))
+
+
+def test_the_cli_separator_flag(shared_dir, random_weights, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"separation:\n  embedded_model: {random_weights}\n")
+    out = subprocess.run([sys.executable, "-m", "podsep", "split", str(shared_dir / "data" / "pyannote-sample" / "sample.wav"),
+                          "-o", str(tmp_path / "out"), "--separator", "embedded", "--config", str(config),
+                          "--diarization", str(shared_dir / "data" / "pyannote-sample" / "sample.rttm"), "-q",
+                          "--no-extras"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "out" / "sample" / "sample.json").read_text())
+    assert manifest["models"]["separation"]["kind"] == "podsep.embedded-convtasnet"
+    assert manifest["parameters"]["separation"]["backend"] == "embedded"
