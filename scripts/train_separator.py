@@ -48,7 +48,12 @@ from scipy.signal import fftconvolve, resample_poly
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from podsep.models.embedded.convtasnet import ConvTasNet, ConvTasNetConfig, count_parameters  # noqa: E402
+from podsep.models.embedded.convtasnet import (  # noqa: E402
+    ConvTasNet,
+    ConvTasNetConfig,
+    count_parameters,
+    export_speechbrain_folder,
+)
 
 CROP_SECONDS = (2.0, 2.5, 3.0, 3.5, 4.0)
 REVERB_PROBABILITY = 0.25
@@ -301,6 +306,9 @@ def export(run_dir: Path, destination: Path, args) -> None:
     }
     destination.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(payload, destination)
+    if args.speechbrain is not None:
+        export_speechbrain_folder(ConvTasNetConfig.from_dict(state["config"]), state["model"], args.speechbrain)
+        print(f"speechbrain-format folder written to {args.speechbrain}")
     digest = hashlib.sha256(destination.read_bytes()).hexdigest()
     print(f"exported {destination} ({destination.stat().st_size / 1e6:.2f} MB, sha256 {digest[:16]})")
 
@@ -320,6 +328,8 @@ def main() -> None:
     parser.add_argument("--config", type=str, default="{}", help="JSON overrides of ConvTasNetConfig")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--export", type=Path, default=None, help="write shipped weights and exit")
+    parser.add_argument("--speechbrain", type=Path, default=None,
+                        help="with --export: also write a speechbrain-format model folder here")
     args = parser.parse_args()
 
     if args.export is not None:

@@ -99,3 +99,25 @@ def test_the_cli_separator_flag(shared_dir, random_weights, tmp_path):
     manifest = json.loads((tmp_path / "out" / "sample" / "sample.json").read_text())
     assert manifest["models"]["separation"]["kind"] == "podsep.embedded-convtasnet"
     assert manifest["parameters"]["separation"]["backend"] == "embedded"
+
+
+def test_speechbrain_format_runs_through_the_sepformer_path(shared_dir, random_weights, tmp_path):
+    """The same weights saved as a speechbrain folder load with SepformerSeparation.from_hparams
+    (the --separation-model FOLDER path) and separate exactly like the embedded runner."""
+    import torch
+
+    from podsep.models.embedded.convtasnet import ConvTasNetConfig, export_speechbrain_folder
+
+    payload = torch.load(random_weights, weights_only=True)
+    folder = export_speechbrain_folder(ConvTasNetConfig.from_dict(payload["config"]), payload["state_dict"],
+                                       tmp_path / "speechbrain-format")
+    audio, rate = soundfile.read(str(shared_dir / "data" / "pyannote-sample" / "sample.wav"), dtype="float32")
+    rttm = shared_dir / "data" / "pyannote-sample" / "sample.rttm"
+    through_speechbrain = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={
+        "separation.backend": "sepformer", "separation.model": str(folder)})
+    direct = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={
+        "separation.backend": "embedded", "separation.embedded_model": str(random_weights)})
+    assert through_speechbrain.manifest["models"]["separation"]["kind"] == "speechbrain.SepformerSeparation"
+    assert through_speechbrain.manifest["models"]["separation"]["sample_rate"] == 8000
+    for speaker in direct.tracks:
+        assert np.allclose(through_speechbrain.tracks[speaker], direct.tracks[speaker], atol=2e-4)

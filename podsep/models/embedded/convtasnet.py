@@ -131,3 +131,94 @@ class ConvTasNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (reported beside the shipped weights)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class SpeechbrainMaskNet(nn.Module):
+    """The mask network of :class:`ConvTasNet` behind speechbrain's separation interface.
+
+    speechbrain's ``SepformerSeparation`` runs ``encoder -> masknet -> decoder``
+    with its own ``dual_path.Encoder`` (a strided convolution and a ReLU) and
+    ``dual_path.Decoder`` (a transposed convolution): exactly podsep's encoder
+    and decoder. This module holds the rest under the same parameter names, so a
+    podsep separator can be saved as a speechbrain model folder and loaded with
+    ``SepformerSeparation.from_hparams`` (see :func:`export_speechbrain_folder`).
+    The network needs no input scaling there: every layer before the masks is
+    scale-equivariant and the masks are scale-invariant.
+    """
+
+    def __init__(self, filters: int = 128, bottleneck: int = 96, hidden: int = 192, conv_kernel: int = 3,
+                 blocks: int = 7, repeats: int = 2, num_sources: int = 2) -> None:
+        super().__init__()
+        self.num_sources, self.filters = num_sources, filters
+        self.input_norm = GlobalLayerNorm(filters)
+        self.bottleneck = nn.Conv1d(filters, bottleneck, 1)
+        self.tcn = nn.Sequential(*[TemporalBlock(bottleneck, hidden, conv_kernel, 2**b)
+                                   for _ in range(repeats) for b in range(blocks)])
+        self.mask_act = nn.PReLU()
+        self.mask = nn.Conv1d(bottleneck, num_sources * filters, 1)
+
+    def forward(self, basis: torch.Tensor) -> torch.Tensor:
+        """``(batch, N, frames)`` encoder output -> ``(num_sources, batch, N, frames)`` masks."""
+        batch = basis.shape[0]
+        y = self.tcn(self.bottleneck(self.input_norm(basis)))
+        masks = torch.sigmoid(self.mask(self.mask_act(y)))
+        return masks.view(batch, self.num_sources, self.filters, -1).transpose(0, 1)
+
+
+SPEECHBRAIN_HYPERPARAMS = """\
+# podsep's embedded separator (a compact Conv-TasNet) in speechbrain's separation format.
+# Load with speechbrain.inference.separation.SepformerSeparation.from_hparams(source=<this folder>)
+# or `podsep split --separator sepformer --separation-model <this folder>`.
+# Written by podsep.models.embedded.convtasnet.export_speechbrain_folder.
+
+sample_rate: {sample_rate}
+num_spks: {num_sources}
+
+Encoder: !new:speechbrain.lobes.models.dual_path.Encoder
+  kernel_size: {kernel}
+  out_channels: {filters}
+
+MaskNet: !new:podsep.models.embedded.convtasnet.SpeechbrainMaskNet
+  filters: {filters}
+  bottleneck: {bottleneck}
+  hidden: {hidden}
+  conv_kernel: {conv_kernel}
+  blocks: {blocks}
+  repeats: {repeats}
+  num_sources: {num_sources}
+
+Decoder: !new:speechbrain.lobes.models.dual_path.Decoder
+  in_channels: {filters}
+  out_channels: 1
+  kernel_size: {kernel}
+  stride: {stride}
+  bias: false
+
+modules:
+  encoder: !ref <Encoder>
+  decoder: !ref <Decoder>
+  masknet: !ref <MaskNet>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+  loadables:
+    encoder: !ref <Encoder>
+    masknet: !ref <MaskNet>
+    decoder: !ref <Decoder>
+"""
+
+
+def export_speechbrain_folder(config: ConvTasNetConfig, state_dict: dict[str, torch.Tensor], folder: Any) -> Any:
+    """Write ``hyperparams.yaml`` and ``encoder/masknet/decoder.ckpt`` for speechbrain's loader."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = config.to_dict()
+    (folder / "hyperparams.yaml").write_text(SPEECHBRAIN_HYPERPARAMS.format(stride=config.kernel // 2, **values))
+    encoder = {"conv1d.weight": state_dict["encoder.weight"]}
+    decoder = {"weight": state_dict["decoder.weight"]}
+    masknet = {k: v for k, v in state_dict.items() if not k.startswith(("encoder.", "decoder."))}
+    torch.save(encoder, folder / "encoder.ckpt")
+    torch.save(masknet, folder / "masknet.ckpt")
+    torch.save(decoder, folder / "decoder.ckpt")
+    return folder
