@@ -84,21 +84,20 @@ class Splitter:
     def diarizer_status(self) -> Loaded:
         """The diarizer (loaded on first use) and how it was chosen."""
         if self._diarizer is None:
-            if self._given_diarizer is not None:
-                self._diarizer = Loaded("diarization", "given", self._given_diarizer, "given")
-            else:
-                self._diarizer = build_diarizer(self.settings, hf_token=self.hf_token)
+            self._diarizer = self._load("diarization", self._given_diarizer, build_diarizer)
         return self._diarizer
 
     @property
     def separator_status(self) -> Loaded:
         """The separator (loaded on first use) and how it was chosen, or the fallback policy."""
         if self._separator is None:
-            if self._given_separator is not None:
-                self._separator = Loaded("separation", "given", self._given_separator, "given")
-            else:
-                self._separator = build_separator(self.settings, hf_token=self.hf_token)
+            self._separator = self._load("separation", self._given_separator, build_separator)
         return self._separator
+
+    def _load(self, role: str, given: Any, build: Callable[..., Loaded]) -> Loaded:
+        if given is not None:
+            return Loaded(role, "given", given, "given")
+        return build(self.settings, hf_token=self.hf_token)
 
     def models(self) -> dict[str, Any]:
         """What was asked and what is loaded so far, per role (nothing is loaded by asking)."""
