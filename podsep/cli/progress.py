@@ -129,6 +129,8 @@ def summary_table(result: Any) -> Any:
         path = result.files.get(f"track:{speaker['name']}")
         table.add_row(speaker["name"], f"{speaker['talk_time']:.1f}", f"{speaker['solo_time']:.1f}",
                       f"{speaker['overlap_time']:.1f}", str(path) if path else "-")
+    if "background" in result.files:
+        table.add_row("(background)", "-", "-", "-", str(result.files["background"]))
     overlaps = manifest["overlaps"]
     separated = sum(1 for o in overlaps if o["handling"] == "separated")
     table.caption = (f"{len(overlaps)} overlap region(s), {separated} separated; "
@@ -155,6 +157,8 @@ def summary_text(result: Any) -> str:
         path = result.files.get(f"track:{speaker['name']}")
         lines.append(f"{speaker['name']}: talk {speaker['talk_time']:.1f} s, alone {speaker['solo_time']:.1f} s, "
                      f"overlapped {speaker['overlap_time']:.1f} s -> {path or '-'}")
+    if "background" in result.files:
+        lines.append(f"background -> {result.files['background']}")
     overlaps = manifest["overlaps"]
     lines.append(f"{len(overlaps)} overlap region(s), {sum(o['handling'] == 'separated' for o in overlaps)} separated; "
                  f"{manifest['real_time_factor']:.2f}x real time")
