@@ -413,19 +413,26 @@ class TrackWriter:
         podsep quantises integer formats itself (round to nearest, full scale =
         2^(bits-1)), so the caller knows exactly what was stored: the background
         track is computed from the stored speaker tracks and the identity
-        ``tracks + background = input`` holds to half a step.
+        ``tracks + background = input`` holds to half a step. Quantisation starts
+        from the block's own precision (a float64 background is not rounded to
+        float32 first, which would cost 24-bit files an eighth of a step).
         """
-        block = np.asarray(block, dtype=np.float32)
+        block = np.asarray(block)
         if self.clips:
             block = np.clip(block, -1.0, 1.0)
         if self.scale is not None:
-            block = (np.clip(np.rint(block.astype(np.float64) * self.scale), -self.scale, self.scale - 1)
-                     / self.scale).astype(np.float32)
-        return block
+            return (self._integers(block) / self.scale).astype(np.float64)
+        return block.astype(np.float32)
+
+    def _integers(self, block: np.ndarray) -> np.ndarray:
+        assert self.scale is not None
+        return np.clip(np.rint(np.asarray(block, dtype=np.float64) * self.scale), -self.scale, self.scale - 1)
 
     def write(self, block: np.ndarray) -> None:
         """Append ``(channels, n)`` float samples."""
-        block = np.asarray(block, dtype=np.float32)
+        block = np.asarray(block)
+        if block.dtype != np.float64:
+            block = block.astype(np.float32)
         if self.clips:
             over = np.abs(block) > 1.0
             if over.any():
@@ -437,12 +444,12 @@ class TrackWriter:
                 self._process.stdin.write(np.ascontiguousarray(block.T).astype("<f4").tobytes())
             elif self._file is not None:
                 if self.scale is not None:  # integers on podsep's own grid (see stored)
-                    ints = np.clip(np.rint(block.astype(np.float64) * self.scale), -self.scale, self.scale - 1)
+                    ints = self._integers(block)
                     shift = 1 if self.scale == 2.0 ** 15 else 256  # 24-bit samples go in the top of an int32
                     dtype = np.int16 if self.scale == 2.0 ** 15 else np.int32
                     self._file.write(np.ascontiguousarray((ints * shift).astype(dtype).T))
                 else:
-                    self._file.write(block.T)
+                    self._file.write(np.ascontiguousarray(block.T, dtype=np.float32))
         except (OSError, RuntimeError) as error:
             raise OutputError(f"cannot write {self.display_path}: {self._failure_reason(error)}") from error
 

@@ -22,6 +22,7 @@ OVERLAP_POLICIES = ("separate", "duplicate", "mute")
 CROSSFADE_LAWS = ("power", "gain")
 DIARIZER_BACKENDS = ("auto", "pyannote", "embedded")
 SEPARATOR_BACKENDS = ("auto", "sepformer", "embedded")
+ADAPT_MODES = ("auto", "on", "off")
 FALLBACK_POLICIES = ("duplicate", "mute", "error")
 
 
@@ -62,6 +63,9 @@ class SeparationSettings:
     revision: str | None = None
     batch_size: int = 1
     embedded_model: str | None = None
+    adapt: str = "auto"
+    adapt_budget: float = 600.0
+    voices: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ class Settings:
             (self.assembly.overlap_rendering in ("rebuild", "paste"), "assembly.overlap_rendering must be rebuild or paste"),
             (self.assembly.crossfade_law in CROSSFADE_LAWS, f"assembly.crossfade_law must be one of {', '.join(CROSSFADE_LAWS)}"),
             (self.diarization.backend in DIARIZER_BACKENDS, f"diarization.backend must be one of {', '.join(DIARIZER_BACKENDS)}"),
+            (self.separation.adapt in ADAPT_MODES, "separation.adapt must be on, off or auto"),
+            (self.separation.adapt_budget >= 0, "separation.adapt_budget must be >= 0 seconds"),
             (self.separation.backend in SEPARATOR_BACKENDS, f"separation.backend must be one of {', '.join(SEPARATOR_BACKENDS)}"),
             (self.output.format in ("wav", "flac", "mp3"), "output.format must be wav, flac or mp3"),
             (self.output.bit_depth in ("16", "24", "float"), "output.bit_depth must be 16, 24 or float"),
@@ -217,6 +223,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
     """Convert YAML/CLI values to the type of the default (bit depths stay strings)."""
     if value is None:
         return None
+    if isinstance(value, bool) and isinstance(default, str):  # YAML reads on/off as booleans
+        return "on" if value else "off"
     try:
         if isinstance(default, bool):
             if isinstance(value, str):

@@ -104,12 +104,12 @@ def render_tracks(source: Audio | FileAudio, plans: dict[str, TrackPlan], window
                 if total is not None:
                     total += writers[speaker].stored(out) if speaker in writers else out
             if total is not None:
-                leftover = (original - total).astype(np.float32)
+                leftover = original - total  # float64: quantised once, by the writer
                 stored = writers[BACKGROUND].stored(leftover) if BACKGROUND in writers else leftover
                 if BACKGROUND in writers:
                     writers[BACKGROUND].write(leftover)
                 if rest is not None:
-                    rest[:, start:stop] = stored
+                    rest[:, start:stop] = stored.astype(np.float32)
                 identity = max(identity, float(np.max(np.abs(total + stored - original), initial=0.0)))
             run.report("assembly", None, completed=number, total=total_blocks)
         for writer in writers.values():

@@ -57,6 +57,14 @@ def add_split_options(parser: argparse.ArgumentParser) -> None:
                         help="auto (default): SepFormer if it loads, else podsep's embedded separator; "
                              "sepformer: that or overlaps.fallback; embedded: podsep's own model only")
     parser.add_argument("--separation-model", help="SepFormer model: Hub id or local folder")
+    adapt = parser.add_mutually_exclusive_group()
+    adapt.add_argument("--adapt", dest="adapt", action="store_const", const="on",
+                       help="fine-tune the embedded separator on this recording's own voices before separating "
+                            "(default: separation.adapt, auto)")
+    adapt.add_argument("--no-adapt", dest="adapt", action="store_const", const="off",
+                       help="never adapt the separator to the recording")
+    parser.add_argument("--voices", metavar="DIR",
+                        help="voice profiles of a show: start from and update the adapted weights and named voices here")
     parser.add_argument("--overlap", choices=["separate", "duplicate", "mute"], help="what to do with overlapped speech (default: separate)")
     parser.add_argument("--overlap-fallback", choices=["duplicate", "mute", "error"],
                         help="what overlaps become when no separator can be loaded (default: duplicate)")
@@ -105,6 +113,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "overlaps.fallback": args.overlap_fallback,
         "separation.model": args.separation_model,
         "separation.backend": args.separator,
+        "separation.adapt": args.adapt,
+        "separation.voices": args.voices,
         "separation.batch_size": args.batch_size,
         "overlaps.policy": args.overlap,
         "overlaps.context": args.context,

@@ -1,0 +1,703 @@
+#!/usr/bin/env python
+"""Measure how podsep renders separated overlaps: full band, the room, the background, the seams.
+
+Three renderings side by side, always on the reference turns (so only the
+rendering differs):
+
+* ``paste``: ``assembly.overlap_rendering: paste``, the separator's outputs
+  rescaled and upsampled into the track (podsep before issue 11);
+* ``duplicate``: ``overlaps.policy: duplicate``, the mixture in every active track;
+* ``rebuild``: the default, the original shared between the speakers
+  (``podsep/reconstruct.py``).
+
+Tables:
+
+1. **Full band**: inside overlapped speech, per voice: energy above the model's
+   band (and above 8 kHz) relative to the reference, SI-SDR above that band, in
+   the model's band, and over the full band.
+   (a) 44.1 and 48 kHz two-speaker conversations built from
+   ``fullband/`` (7 clean clips with content to 20 kHz; each pair becomes
+   "A alone, A and B together, B alone", the references are the clips
+   themselves), separated by a band-limited oracle at 16 kHz (the true voices as
+   a 16 kHz model would output them) and by podsep's embedded separator (8 kHz);
+   (b) generated 60 s LibriSpeech test-other conversations at 16 kHz separated at
+   8 kHz (the embedded separator, and a band-limited 8 kHz oracle): the same
+   problem one octave down.
+2. **Room**: reverberant test-other conversations (the measured room responses
+   of ``meeting-sim/``), references = each speaker's reverberant image: overlap
+   SI-SDR per rendering, for the embedded separator, an oracle returning the
+   reverberant images band-limited to 8 kHz, and an oracle returning the *dry*
+   voices at full band (what SepFormer ``whamr16k`` does to a reverberant input).
+3. **Identity**: ``max |tracks + background - input|`` per output format (float,
+   24-bit, 16-bit), read back from the written files; against the float input
+   and against the input rounded to the format.
+4. **Seams**: at every switch between the original and a rebuilt (or pasted)
+   window inside a track, the log-spectral distance between the 20 ms frames just
+   before and just after the transition (the crossfade and the switch), against
+   the same distance on the input (and on the speaker's reference) at the same
+   time.
+
+Band edges: "above the band" is every frequency at or above the model's Nyquist
+(8 kHz for a 16 kHz model, 4 kHz for the 8 kHz one); "in band" (low) is below
+0.95 of it, the part where ``rebuild`` keeps the model's estimate. Bands are cut
+with a brick-wall filter on the whole signal's FFT, then the overlapped samples
+are selected (``podsep.lab.metrics.overlap_regions_mask`` of the reference turns).
+
+Commands (one core: about 4 to 5 minutes; ``--quick`` under one)::
+
+    OMP_NUM_THREADS=1 PODSEP_SHARED=../shared nice -n 15 \\
+        python scripts/score_fullband.py --weights /tmp/sep_dev.pt --json fullband.json
+    python scripts/score_fullband.py --weights /tmp/sep_dev.pt --quick
+
+Without ``--weights`` the shipped ``podsep/data/separator.pt`` is used. The
+separator is used as given (``separation.adapt: off`` where podsep has that
+setting), so that only the rendering differs between the columns.
+Nothing here is tuned: the test-other and ``fullband/`` material is for
+evaluation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import podsep  # noqa: E402
+from podsep.audio import resample  # noqa: E402
+from podsep.diarization import Diarization  # noqa: E402
+from podsep.errors import ModelError  # noqa: E402
+from podsep.lab.metrics import overlap_regions_mask, si_sdr  # noqa: E402
+from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
+
+RENDERINGS = {
+    "paste": {"assembly.overlap_rendering": "paste"},
+    "duplicate": {"overlaps.policy": "duplicate"},
+    "rebuild": {},
+}
+LOW_FRACTION = 0.95  # "in band" = below this fraction of the model's Nyquist (reconstruct.BAND_MARGIN)
+FRAME_SECONDS = 0.02  # seam frames
+LSD_FLOOR_DB = -80.0  # spectra floored this far below the input's loudest bin at the seam
+LIBRI_SEED, ROOM_SEED, FULLBAND_SEED = 5100, 5200, 5300
+
+
+def shared() -> Path:
+    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+
+
+# ------------------------------------------------------------------------------------------------
+# material
+
+
+@dataclass
+class Case:
+    """One conversation: mixture (mono or ``(channels, n)``), references per speaker (mono), turns."""
+
+    name: str
+    rate: int
+    mixture: np.ndarray
+    references: dict[str, np.ndarray]
+    diarization: Diarization
+    dry: dict[str, np.ndarray] | None = None  # the same voices without the room (room cases)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mono(self) -> np.ndarray:
+        """The mono mixture exactly as podsep hands it to a separator."""
+        if self.mixture.ndim == 1:
+            return self.mixture
+        return self.mixture.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.mixture.shape[-1])
+
+
+def read_clip(path: Path, rate: int) -> np.ndarray:
+    """A fullband clip at ``rate``, trimmed to its speech (10 ms grid) and faded at both ends."""
+    audio, native = sf.read(str(path), dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    frame = native // 100
+    frames = audio.size // frame
+    power = (audio[:frames * frame].astype(np.float64).reshape(frames, frame) ** 2).mean(axis=1)
+    level = 10 * np.log10(power + 1e-12)
+    voiced = np.flatnonzero(level > level.max() - 40.0)
+    first, last = max(0, voiced[0] - 2), min(frames, voiced[-1] + 3)
+    audio = audio[first * frame:last * frame].astype(np.float64)
+    if native != rate:
+        audio = resample(audio, native, rate).astype(np.float64)
+        audio = audio[:(audio.size // (rate // 100)) * (rate // 100)]
+    fade = int(0.005 * rate)
+    ramp = np.sin(0.5 * np.pi * np.arange(1, fade + 1) / (fade + 1)) ** 2
+    audio[:fade] *= ramp
+    audio[-fade:] *= ramp[::-1]
+    active = audio[np.abs(audio) > 1e-4]
+    return (audio / np.sqrt(np.mean(active ** 2))).astype(np.float64)
+
+
+def pair_case(names: tuple[str, str], clips: dict[str, np.ndarray], rate: int, rng: np.random.Generator) -> Case:
+    """"A alone, A and B together, B alone": 0.3 s silence, A, B enters before A ends, 0.3 s silence.
+
+    The overlap is 40 % of the shorter clip (0.8 to 2 s); levels -26 dBFS RMS +-3 dB.
+    Every boundary lies on the 10 ms grid, so the turns are exact at 44.1 and 48 kHz.
+    """
+    a, b = (clips[n] * 10 ** ((-26.0 + rng.uniform(-3, 3)) / 20) for n in names)
+    grid = rate // 100
+    overlap = int(np.clip(0.4 * min(a.size, b.size) / rate, 0.8, 2.0) * 100) * grid
+    lead = 30 * grid
+    b_start = lead + a.size - overlap
+    length = b_start + b.size + lead
+    refs = {}
+    for label, voice, start in ((names[0], a, lead), (names[1], b, b_start)):
+        track = np.zeros(length, np.float32)
+        track[start:start + voice.size] = voice
+        refs[label] = track
+    turns = [(lead / rate, (lead + a.size) / rate, names[0]), (b_start / rate, (b_start + b.size) / rate, names[1])]
+    mixture = refs[names[0]] + refs[names[1]]
+    return Case(f"{names[0]}+{names[1]}@{rate}", rate, mixture, refs, Diarization.from_turns(turns),
+                info={"overlap_seconds": overlap / rate})
+
+
+def fullband_cases(quick: bool) -> dict[int, list[Case]]:
+    """48 kHz: every pair of the five native 48 kHz clips. 44.1 kHz: the two native 44.1 kHz clips
+    together and each with every VCTK clip resampled to 44.1 kHz (content still to 20 kHz)."""
+    folder = shared() / "data" / "fullband"
+    files = {p.stem.replace("_mic1_44k", "").replace("_44k", ""): p for p in sorted(folder.iterdir())
+             if p.suffix in (".wav", ".flac")}
+    native = {n: sf.info(str(p)).samplerate for n, p in files.items()}
+    rng = np.random.default_rng(FULLBAND_SEED)
+    out: dict[int, list[Case]] = {}
+    for rate in (48000, 44100):
+        clips = {n: read_clip(p, rate) for n, p in files.items()}
+        natives = [n for n in sorted(files) if native[n] == rate]
+        others = [n for n in sorted(files) if native[n] != rate]
+        pairs = list(itertools.combinations(natives, 2))
+        if rate == 44100:
+            pairs += [(n, o) for n in natives for o in others]
+        if quick:
+            pairs = pairs[:3]
+        out[rate] = [pair_case(p, clips, rate, rng) for p in pairs]
+    return out
+
+
+def libri_cases(count: int, *, reverb: bool = False) -> list[Case]:
+    speech = shared() / "data" / "librispeech" / "test-other"
+    rooms = shared() / "data" / "meeting-sim"
+    cases = []
+    for index in range(count):
+        seed = (ROOM_SEED if reverb else LIBRI_SEED) + index
+        spec = ConversationSpec(duration=60.0, sample_rate=16000, overlap_ratio=0.2, reverb=reverb,
+                                rir_glob="*rir*__0.wav")
+        conversation = generate_conversation(speech, spec, seed, rir_dir=rooms if reverb else None)
+        dry = None
+        if reverb:  # same seed without the room: the same turns and gains, dry
+            plain = generate_conversation(speech, ConversationSpec(duration=60.0, sample_rate=16000,
+                                                                   overlap_ratio=0.2), seed)
+            assert plain.diarization.turns == conversation.diarization.turns
+            dry = plain.references
+        cases.append(Case(f"{'room' if reverb else 'libri'}-{seed}", 16000, conversation.mixture,
+                          conversation.references, conversation.diarization, dry,
+                          {"overlap_ratio": conversation.overlap_ratio(),
+                           "rirs": [s["rir"] for s in conversation.metadata["speakers"]]}))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------------
+# separators
+
+
+def locate(mixture: np.ndarray, window: np.ndarray) -> int:
+    """Where a separator's (mono) window starts in the mono mixture."""
+    nonzero = np.flatnonzero(window)
+    k = int(nonzero[0]) if nonzero.size else 0
+    for candidate in np.flatnonzero(mixture == window[k]) - k:
+        if candidate >= 0 and np.array_equal(mixture[candidate:candidate + window.size], window):
+            return int(candidate)
+    raise ValueError("window not found in the mixture")
+
+
+class Oracle:
+    """The true voices as a ``model_rate`` model would output them: band-limited, shuffled, mis-scaled."""
+
+    def __init__(self, case: Case, model_rate: int, voices: dict[str, np.ndarray] | None = None) -> None:
+        self.sample_rate = model_rate
+        self.lookup = case.mono
+        voices = case.references if voices is None else voices
+        self.parts = []
+        for voice in reversed(list(voices.values())):
+            if model_rate < case.rate:
+                voice = resample(resample(voice, case.rate, model_rate), model_rate, case.rate)
+            self.parts.append(np.asarray(voice, np.float32))
+
+    def describe(self) -> dict:
+        return {"kind": "oracle", "sample_rate": self.sample_rate}
+
+    def __call__(self, window: np.ndarray, rate: int) -> np.ndarray:
+        start = locate(self.lookup, np.asarray(window, np.float32))
+        return np.stack([p[start:start + window.size] * g for p, g in zip(self.parts, (3.0, 0.3))])
+
+
+def embedded(weights: str | None) -> Any:
+    from podsep.models.embedded.separator import EmbeddedSeparator
+
+    return EmbeddedSeparator(weights).load()
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics
+
+
+class Bands:
+    """Brick-wall band parts of one signal, from one FFT."""
+
+    def __init__(self, signal: np.ndarray, rate: int) -> None:
+        self.n = signal.size
+        self.spectrum = np.fft.rfft(np.asarray(signal, np.float64))
+        self.freqs = np.fft.rfftfreq(self.n, 1.0 / rate)
+
+    def part(self, low: float | None, high: float | None) -> np.ndarray:
+        keep = np.ones(self.freqs.size, bool)
+        if low is not None:
+            keep &= self.freqs >= low
+        if high is not None:
+            keep &= self.freqs < high
+        return np.fft.irfft(self.spectrum * keep, n=self.n)
+
+
+def band_metrics(reference: np.ndarray, estimate: np.ndarray, rate: int, band_hz: float,
+                 mask: np.ndarray, *, eight_k: bool) -> dict[str, float]:
+    ref, est = Bands(reference, rate), Bands(estimate, rate)
+    out: dict[str, float] = {"si_sdr_full": si_sdr(reference[mask], estimate[mask])}
+    low_ref, low_est = ref.part(None, LOW_FRACTION * band_hz)[mask], est.part(None, LOW_FRACTION * band_hz)[mask]
+    out["si_sdr_low"] = si_sdr(low_ref, low_est)
+    edges = {"band": band_hz}
+    if eight_k:
+        edges["8k"] = 8000.0
+    for key, edge in edges.items():
+        high_ref, high_est = ref.part(edge, None)[mask], est.part(edge, None)[mask]
+        energy_ref, energy_est = float(np.sum(high_ref ** 2)), float(np.sum(high_est ** 2))
+        out[f"energy_{key}_db"] = 10 * math.log10(max(energy_est, 1e-30) / max(energy_ref, 1e-30))
+        out[f"si_sdr_{key}"] = si_sdr(high_ref, high_est)
+    return out
+
+
+def log_spectral_distance(a: np.ndarray, b: np.ndarray, window: np.ndarray, floor: float, keep: np.ndarray) -> float:
+    pa = np.maximum(np.abs(np.fft.rfft(a * window)) ** 2, floor)[keep]
+    pb = np.maximum(np.abs(np.fft.rfft(b * window)) ** 2, floor)[keep]
+    return float(np.sqrt(np.mean((10 * np.log10(pa / pb)) ** 2)))
+
+
+def seams(case: Case, result: Any, band_hz: float | None) -> list[dict[str, float]]:
+    """Every switch between the original and a separated window in a track (see the module docstring)."""
+    rate, n = case.rate, case.num_samples
+    fade = int(round(result.manifest["parameters"]["assembly"]["crossfade"] * rate))
+    length = int(round(FRAME_SECONDS * rate))
+    window = np.hanning(length + 2)[1:-1]
+    freqs = np.fft.rfftfreq(length, 1.0 / rate)
+    full_bins = freqs >= 50.0
+    high_bins = freqs >= band_hz if band_hz is not None else None
+    speakers = case.diarization.speakers
+    activity = case.diarization.activity(rate, n)
+    count = activity.sum(axis=0)
+    cores: dict[str, list[tuple[int, int]]] = {s: [] for s in speakers}
+    edges: set[int] = set()
+    for region in result.manifest["overlaps"]:
+        for entry in region["windows"]:
+            a, b = int(round(entry["core_start"] * rate)), int(round(entry["core_end"] * rate))
+            edges.update((a, b))
+            for speaker in entry["assignment"]:
+                cores[speaker].append((a, b))
+
+    def separated(speaker: str, x: int) -> bool:
+        return count[x] >= 2 and any(a <= x < b for a, b in cores[speaker])
+
+    rows = []
+    mono = case.mono.astype(np.float64)
+    for t in sorted(edges):
+        for row, speaker in enumerate(speakers):
+            lo, hi = t - fade - length, t + fade + length
+            if lo < 0 or hi > n or not activity[row, lo:hi].all():
+                continue
+            before, after = separated(speaker, t - 1), separated(speaker, t)
+            if before == after and not before:
+                continue
+            if before != after:  # the crossfade lies on the original's side
+                zone = (t - fade, t) if not before else (t, t + fade)
+                kind = "original/separated"
+            else:
+                zone = (t - fade // 2, t + fade // 2)
+                kind = "separated/separated"
+            first = slice(zone[0] - length, zone[0])
+            second = slice(zone[1], zone[1] + length)
+            track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
+            reference = case.references[speaker].astype(np.float64)
+            peak = max(np.max(np.abs(np.fft.rfft(mono[s] * window)) ** 2) for s in (first, second))
+            floor = peak * 10 ** (LSD_FLOOR_DB / 10)
+            entry = {"time": t / rate, "speaker": speaker, "kind": kind}
+            for name, signal in (("track", track), ("input", mono), ("reference", reference)):
+                entry[f"lsd_{name}"] = log_spectral_distance(signal[first], signal[second], window, floor, full_bins)
+                if high_bins is not None and high_bins.any():
+                    entry[f"lsd_high_{name}"] = log_spectral_distance(signal[first], signal[second], window,
+                                                                      floor, high_bins)
+            rows.append(entry)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# runs
+
+
+def fixed_model() -> dict[str, Any]:
+    """Overrides that keep the separator as given (no per-episode adaptation, where podsep has it)."""
+    from podsep.config import load_settings
+
+    return {"separation.adapt": "off"} if hasattr(load_settings().separation, "adapt") else {}
+
+
+def split(case: Case, separator: Any, rendering: str, **extra: Any) -> Any:
+    overrides = {**fixed_model(), **RENDERINGS[rendering]}
+    overrides.update(extra.pop("overrides", {}))
+    overrides.setdefault("output.extras", False)
+    return podsep.split(case.mixture, sample_rate=case.rate, diarization=case.diarization, separator=separator,
+                        overrides=overrides, **extra)
+
+
+def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight_k: bool,
+                seam_rows: list[dict] | None = None) -> dict[str, list[dict[str, float]]]:
+    """Per rendering, one row of band metrics per voice of every case."""
+    rows: dict[str, list[dict[str, float]]] = {r: [] for r in RENDERINGS}
+    for case in cases:
+        separator = make_separator(case)
+        mask = overlap_regions_mask(case.diarization, case.rate, case.num_samples)
+        for rendering in RENDERINGS:
+            result = split(case, separator, rendering)
+            certainty = [w["rendering"]["certainty"] for region in result.manifest["overlaps"]
+                         for w in region["windows"] if "certainty" in w.get("rendering", {})]
+            for speaker, reference in case.references.items():
+                track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
+                row = band_metrics(reference, track, case.rate, band_hz, mask, eight_k=eight_k)
+                row.update(case=case.name, speaker=speaker)
+                if certainty:
+                    row["case_certainty"] = float(np.mean(certainty))
+                rows[rendering].append(row)
+            if seam_rows is not None and rendering != "duplicate":
+                for seam in seams(case, result, band_hz):
+                    seam.update(case=case.name, rendering=rendering)
+                    seam_rows.append(seam)
+    return rows
+
+
+def room_scores(cases: list[Case], make_separator: Any, seam_rows: list[dict] | None) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {r: [] for r in RENDERINGS}
+    for case in cases:
+        separator = make_separator(case)
+        mask = overlap_regions_mask(case.diarization, case.rate, case.num_samples)
+        for rendering in RENDERINGS:
+            result = split(case, separator, rendering)
+            for speaker, reference in case.references.items():
+                track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
+                rows[rendering].append({"case": case.name, "speaker": speaker,
+                                        "si_sdr_overlap": si_sdr(reference[mask], track[mask])})
+            if seam_rows is not None and rendering != "duplicate":
+                band = getattr(separator, "sample_rate", case.rate) / 2
+                for seam in seams(case, result, band if band < case.rate / 2 else None):
+                    seam.update(case=case.name, rendering=rendering)
+                    seam_rows.append(seam)
+    return rows
+
+
+def identity(cases: list[tuple[str, Case, Any]]) -> list[dict[str, Any]]:
+    """Tracks + background read back from the files, against the input, per format and configuration."""
+    rows = []
+    configs = {"rebuild": {}, "paste": RENDERINGS["paste"], "mute": {"overlaps.policy": "mute"}}
+    for label, case, separator in cases:
+        mixture = np.atleast_2d(case.mixture).astype(np.float64)
+        for config, overrides in configs.items():
+            for depth in ("float", "24", "16"):
+                with tempfile.TemporaryDirectory() as folder:
+                    result = podsep.split(case.mixture, sample_rate=case.rate, diarization=case.diarization,
+                                          separator=separator, output_dir=folder,
+                                          overrides={**fixed_model(), **overrides, "output.bit_depth": depth,
+                                                     "output.extras": False})
+                    total = np.zeros_like(mixture)
+                    for role, path in result.files.items():
+                        if role.startswith("track:") or role == "background":
+                            audio, _ = sf.read(str(path), dtype="float64", always_2d=True)
+                            total += audio.T
+                    written = "background" in result.files
+                lsb = 2.0 ** -(15 if depth == "16" else 23) if depth != "float" else None
+                rounded = mixture if lsb is None else np.round(mixture / lsb) * lsb
+                rows.append({
+                    "input": label, "rendering": config, "format": depth, "background": written,
+                    "max_error_vs_input": float(np.max(np.abs(total - mixture))),
+                    "max_error_vs_input_in_format": float(np.max(np.abs(total - rounded))),
+                    "lsb": lsb, "manifest_identity_max_error": result.manifest["background"].get("identity_max_error"),
+                })
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# tables
+
+
+def stat(values: list[float]) -> tuple[float, float, float]:
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return (math.nan, math.nan, math.nan)
+    return float(np.mean(finite)), float(np.min(finite)), float(np.max(finite))
+
+
+def fmt(value: float, width: int = 7) -> str:
+    return f"{value:{width}.1f}" if np.isfinite(value) else f"{'-':>{width}}"
+
+
+def summarise_band(rows: dict[str, list[dict]], eight_k: bool) -> dict[str, dict[str, list[float]]]:
+    keys = ["energy_band_db", "si_sdr_band", "si_sdr_low", "si_sdr_full"]
+    if eight_k:
+        keys[1:1] = ["energy_8k_db"]
+        keys.insert(3, "si_sdr_8k")
+    return {r: {k: list(stat([row[k] for row in rows[r]])) for k in keys} for r in rows}
+
+
+def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> list[dict]:
+    """One table: rows are (set, rendering); columns mean [min, max] over voices."""
+    print(f"\n{title}")
+    head = (f"{'set / separator':<34} {'rendering':<10} {'E>band dB':>20} {'E>8k dB':>20} {'SI-SDR>band':>12} "
+            f"{'SI-SDR>8k':>10} {'SI-SDR low':>11} {'SI-SDR full':>11}")
+    print(head)
+    print("-" * len(head))
+    verdicts = []
+    for label, rows, eight_k, band in sets:
+        for rendering in RENDERINGS:
+            r = rows[rendering]
+            e = stat([x["energy_band_db"] for x in r])
+            e8 = stat([x["energy_8k_db"] for x in r]) if eight_k else (math.nan,) * 3
+            cells = [f"{fmt(e[0], 6)} [{fmt(e[1], 5)},{fmt(e[2], 5)}]",
+                     f"{fmt(e8[0], 6)} [{fmt(e8[1], 5)},{fmt(e8[2], 5)}]" if eight_k else f"{'-':>20}",
+                     fmt(stat([x["si_sdr_band"] for x in r])[0], 12),
+                     fmt(stat([x["si_sdr_8k"] for x in r])[0], 10) if eight_k else f"{'-':>10}",
+                     fmt(stat([x["si_sdr_low"] for x in r])[0], 11),
+                     fmt(stat([x["si_sdr_full"] for x in r])[0], 11)]
+            print(f"{label if rendering == 'paste' else '':<34} {rendering:<10} " + " ".join(cells))
+        verdicts.append(verdict(label, rows, eight_k))
+    print("\ntargets (rebuild; per voice, and on the means):")
+    for v in verdicts:
+        print(f"  {v['set']}: energy within +-3 dB above the band {v['energy_band_ok']}/{v['voices']} voices"
+              + (f", above 8 kHz {v['energy_8k_ok']}/{v['voices']}" if v.get("energy_8k_ok") is not None else "")
+              + f" [{'met' if v['energy_met'] else 'NOT met'}]; SI-SDR>band {v['si_band']:.1f} vs duplicate+3 "
+              f"{v['dup_plus_3']:.1f} [{'met' if v['vs_duplicate_met'] else 'NOT met'}, {v['vs_duplicate_voices']}/"
+              f"{v['voices']} voices] and vs low-3 {v['low_minus_3']:.1f} "
+              f"[{'met' if v['vs_low_met'] else 'NOT met'}, {v['vs_low_voices']}/{v['voices']} voices]; "
+              f"mean window certainty {v['certainty']:.2f}")
+    return verdicts
+
+
+def verdict(label: str, rows: dict[str, list[dict]], eight_k: bool) -> dict[str, Any]:
+    rebuilt, duplicate = rows["rebuild"], rows["duplicate"]
+    voices = len(rebuilt)
+    energy_band = sum(abs(x["energy_band_db"]) <= 3 for x in rebuilt)
+    energy_8k = sum(abs(x["energy_8k_db"]) <= 3 for x in rebuilt) if eight_k else None
+    vs_dup = sum(x["si_sdr_band"] >= d["si_sdr_band"] + 3 for x, d in zip(rebuilt, duplicate))
+    vs_low = sum(x["si_sdr_band"] >= x["si_sdr_low"] - 3 for x in rebuilt)
+    si_band = stat([x["si_sdr_band"] for x in rebuilt])[0]
+    dup = stat([x["si_sdr_band"] for x in duplicate])[0]
+    low = stat([x["si_sdr_low"] for x in rebuilt])[0]
+    certainty = stat([x["case_certainty"] for x in rebuilt if "case_certainty" in x])[0]
+    return {"set": label, "voices": voices, "certainty": certainty, "energy_band_ok": energy_band, "energy_8k_ok": energy_8k,
+            "energy_met": energy_band == voices and (energy_8k is None or energy_8k == voices),
+            "si_band": si_band, "dup_plus_3": dup + 3, "low_minus_3": low - 3,
+            "vs_duplicate_met": si_band >= dup + 3, "vs_duplicate_voices": vs_dup,
+            "vs_low_met": si_band >= low - 3, "vs_low_voices": vs_low}
+
+
+def print_room_table(sets: list[tuple[str, dict]]) -> list[dict]:
+    print("\nRoom: overlap SI-SDR (dB) against each speaker's reverberant image, mean [min, max] over voices")
+    head = (f"{'separator':<40} {'duplicate':>18} {'paste':>18} {'rebuild':>18} "
+            f"{'rebuild-paste':>20} {'wins':>6}")
+    print(head)
+    print("-" * len(head))
+    out = []
+    for label, rows in sets:
+        cells = []
+        for rendering in ("duplicate", "paste", "rebuild"):
+            m, lo, hi = stat([x["si_sdr_overlap"] for x in rows[rendering]])
+            cells.append(f"{fmt(m, 6)} [{fmt(lo, 4)},{fmt(hi, 4)}]")
+        gaps = [r["si_sdr_overlap"] - p["si_sdr_overlap"] for r, p in zip(rows["rebuild"], rows["paste"])]
+        g = stat(gaps)
+        wins = sum(v > 0 for v in gaps)
+        print(f"{label:<40} " + " ".join(f"{c:>18}" for c in cells)
+              + f" {fmt(g[0], 6)} [{fmt(g[1], 5)},{fmt(g[2], 5)}] {wins:>3}/{len(gaps)}")
+        out.append({"separator": label, "gap_mean": g[0], "gap_min": g[1], "wins": wins, "voices": len(gaps)})
+    return out
+
+
+def print_identity_table(rows: list[dict]) -> dict[str, Any]:
+    print("\nIdentity: max |tracks + background - input|, read back from the written files "
+          "(rebuild, paste and mute; 3 inputs)")
+    head = (f"{'format':<7} {'vs float input':>15} {'in steps':>9} {'vs input in format':>19} {'in steps':>9} "
+            f"{'manifest max':>13} {'runs':>5}  target: <= 1/2 step (float: 1e-6) | <= 1 step")
+    print(head)
+    print("-" * len(head))
+    summary = {}
+    for depth in ("float", "24", "16"):
+        chosen = [r for r in rows if r["format"] == depth and r["background"]]
+        error = max(r["max_error_vs_input"] for r in chosen)
+        in_format = max(r["max_error_vs_input_in_format"] for r in chosen)
+        manifest = max(r["manifest_identity_max_error"] or 0.0 for r in chosen)
+        lsb = chosen[0]["lsb"]
+        half = 1e-6 if lsb is None else lsb / 2
+        step = 1e-6 if lsb is None else lsb
+        summary[depth] = {"max_error": error, "max_error_in_format": in_format, "manifest_max": manifest,
+                          "runs": len(chosen), "step": lsb, "half_step_met": error <= half,
+                          "one_step_met": error <= step and in_format <= step}
+        steps = (lambda v: f"{v / lsb:>9.4f}") if lsb else (lambda v: f"{'-':>9}")
+        print(f"{depth:<7} {error:>15.3g} {steps(error)} {in_format:>19.3g} {steps(in_format)} {manifest:>13.3g} "
+              f"{len(chosen):>5}  {'met' if summary[depth]['half_step_met'] else 'NOT met'} | "
+              f"{'met' if summary[depth]['one_step_met'] else 'NOT met'}")
+    return summary
+
+
+def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
+    print("\nSeams: log-spectral distance (dB) between the 20 ms frames before and after each original/separated "
+          "switch (crossfade included)")
+    head = (f"{'set / separator':<30} {'rendering':<9} {'seams':>5} {'LSD track':>9} {'input':>6} {'ref':>6} "
+            f"{'track/input mean':>16} {'max':>6} {'>input':>7} {'track-ref':>9} {'>band: track/input':>19}")
+    print(head)
+    print("-" * len(head))
+    out = []
+    for label, rows in groups:
+        for rendering in ("paste", "rebuild"):
+            chosen = [r for r in rows if r["rendering"] == rendering and r["kind"] == "original/separated"]
+            if not chosen:
+                continue
+            track = np.array([r["lsd_track"] for r in chosen])
+            source = np.array([r["lsd_input"] for r in chosen])
+            reference = np.array([r["lsd_reference"] for r in chosen])
+            ratio = track / np.maximum(source, 1e-9)
+            larger = int(np.sum(track > source))
+            high = [r["lsd_high_track"] / max(r["lsd_high_input"], 1e-9) for r in chosen if "lsd_high_track" in r]
+            item = {"set": label, "rendering": rendering, "seams": len(chosen), "lsd_track": float(track.mean()),
+                    "lsd_input": float(source.mean()), "lsd_reference": float(reference.mean()),
+                    "ratio_mean": float(ratio.mean()), "ratio_max": float(ratio.max()), "larger_than_input": larger,
+                    "track_minus_reference": float(np.mean(track - reference)),
+                    "high_ratio_mean": float(np.mean(high)) if high else None,
+                    "high_ratio_max": float(np.max(high)) if high else None}
+            out.append(item)
+            high_cell = f"{item['high_ratio_mean']:.2f} (max {item['high_ratio_max']:.2f})" if high else "-"
+            print(f"{label if rendering == 'paste' else '':<30} {rendering:<9} {len(chosen):>5} {track.mean():>9.2f} "
+                  f"{source.mean():>6.2f} {reference.mean():>6.2f} {ratio.mean():>16.2f} {ratio.max():>6.2f} "
+                  f"{larger:>3}/{len(chosen):<3} {np.mean(track - reference):>9.2f} {high_cell:>19}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=None, help="embedded separator weights (default: the shipped ones)")
+    parser.add_argument("--quick", action="store_true", help="a small run (3 pairs per rate, 2+2 conversations)")
+    parser.add_argument("--conversations", type=int, default=None, help="LibriSpeech conversations (default 12)")
+    parser.add_argument("--rooms", type=int, default=None, help="reverberant conversations (default 8)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    conversations = args.conversations if args.conversations is not None else (2 if args.quick else 12)
+    rooms = args.rooms if args.rooms is not None else (2 if args.quick else 8)
+    started = time.perf_counter()
+    try:
+        separator = embedded(args.weights)
+    except ModelError as error:
+        raise SystemExit(f"{error}\n(export a checkpoint with scripts/train_separator.py --export PATH and pass "
+                         f"--weights PATH)")
+    report: dict[str, Any] = {"command": " ".join(sys.argv), "separator": {
+        "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe}}
+    print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
+          f"{separator.recipe.get('steps')} steps)")
+
+    # 1. full band
+    seam_groups: list[tuple[str, list[dict]]] = []
+    band_sets = []
+    fullband = fullband_cases(args.quick)
+    for rate, cases in fullband.items():
+        for label, make, band in (("oracle 16 kHz", lambda c: Oracle(c, 16000), 8000.0),
+                                  ("embedded 8 kHz", lambda c: separator, 4000.0)):
+            seam_rows: list[dict] = []
+            rows = score_cases(cases, make, band, eight_k=True, seam_rows=seam_rows)
+            name = f"{rate / 1000:g} kHz, {len(cases)} pairs, {label}"
+            band_sets.append((name, rows, True, band))
+            seam_groups.append((f"{rate / 1000:g} kHz, {label}", seam_rows))
+    libri = libri_cases(conversations)
+    for label, make in (("embedded 8 kHz", lambda c: separator), ("oracle 8 kHz", lambda c: Oracle(c, 8000))):
+        seam_rows = []
+        rows = score_cases(libri, make, 4000.0, eight_k=False, seam_rows=seam_rows)
+        band_sets.append((f"16 kHz test-other, {len(libri)} conv, {label}", rows, False, 4000.0))
+        seam_groups.append((f"16 kHz test-other, {label}", seam_rows))
+    verdicts = print_band_table("Full band: inside overlaps, per voice, mean [min, max] (dB); band = model's Nyquist",
+                                band_sets)
+    report["fullband"] = {"sets": {name: {"band_hz": band, "summary": summarise_band(rows, eight_k), "voices": rows}
+                                   for name, rows, eight_k, band in band_sets},
+                          "targets": verdicts,
+                          "cases": {str(rate): [{"name": c.name, **c.info} for c in cases]
+                                    for rate, cases in fullband.items()}}
+
+    # 2. the room
+    room = libri_cases(rooms, reverb=True)
+    room_sets = []
+    room_seams: list[dict] = []
+    for label, make in (("embedded 8 kHz", lambda c: separator),
+                        ("oracle 8 kHz, reverberant images", lambda c: Oracle(c, 8000)),
+                        ("oracle 16 kHz (full band), dry voices", lambda c: Oracle(c, 16000, c.dry))):
+        rows = room_scores(room, make, room_seams if label.startswith("embedded") else None)
+        room_sets.append((f"{label}", rows))
+    room_summary = print_room_table(room_sets)
+    seam_groups.append(("16 kHz rooms, embedded 8 kHz", room_seams))
+    report["room"] = {"conversations": [{"name": c.name, **c.info} for c in room], "summary": room_summary,
+                      "voices": {label: rows for label, rows in room_sets}}
+
+    # 3. identity
+    first48 = fullband[48000][0]
+    stereo_source = fullband[44100][0]
+    (a_name, a), (b_name, b) = stereo_source.references.items()
+    hum = 0.005 * np.sin(2 * np.pi * 60 * np.arange(a.size) / 44100)
+    stereo = np.stack([0.9 * a + 0.3 * b + hum, 0.3 * a + 0.9 * b + hum]).astype(np.float32)
+    stereo_case = Case("stereo", 44100, stereo, stereo_source.references, stereo_source.diarization)
+    rooms_dir = shared() / "data" / "meeting-sim"
+    noisy = generate_conversation(shared() / "data" / "librispeech" / "test-other",
+                                  ConversationSpec(duration=30.0, overlap_ratio=0.2, noise_snr=15.0), LIBRI_SEED + 99,
+                                  noise_path=rooms_dir / "000_noise__0.wav")
+    noisy_case = Case("noisy", 16000, noisy.mixture, noisy.references, noisy.diarization)
+    identity_rows = identity([
+        (f"48 kHz pair {first48.name}, oracle 16 kHz", first48, Oracle(first48, 16000)),
+        ("44.1 kHz stereo pair + 60 Hz hum, oracle 16 kHz", stereo_case, Oracle(stereo_case, 16000)),
+        ("16 kHz test-other, noise at 15 dB SNR, embedded", noisy_case, separator),
+    ])
+    report["identity"] = {"summary": print_identity_table(identity_rows), "runs": identity_rows}
+
+    # 4. seams
+    report["seams"] = {"summary": print_seam_table(seam_groups),
+                       "seams": {label: rows for label, rows in seam_groups}}
+    report["seconds"] = time.perf_counter() - started
+    print(f"\n{report['seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
