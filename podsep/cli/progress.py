@@ -17,6 +17,7 @@ STAGE_TITLES = {
     "decode": "Decoding audio",
     "diarization": "Diarizing speakers",
     "overlaps": "Finding overlaps",
+    "adaptation": "Learning the voices",
     "separation": "Separating overlaps",
     "assignment": "Assigning sources",
     "assembly": "Assembling tracks",
