@@ -28,6 +28,7 @@ from .diarization import Diarization, to_samples
 from .errors import InputError, PodsepError
 from .export import ResultStaging, check_destination, clipping_warning, result_folder, safe_name
 from .intervals import SpeakerActivity
+from .learn_voices import is_embedded, learn_episode_voices
 from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
 from .models.diarizers import Diarizer, ReferenceDiarizer
@@ -160,7 +161,11 @@ class Splitter:
             found = _diarize(diarizer, analysis, fingerprint, settings, run).crop(source.duration)
             if not found.turns:
                 raise InputError(f"no speech found in {label}")
-            found = found.rename(_name_speakers(found.speakers, names, run))
+            labels = list(found.speakers)
+            profile, voices = _voice_profile(settings, diarizer, analysis, found)
+            naming = _name_speakers(labels, names or _profile_names(profile, voices, labels), run)
+            found = found.rename(naming)
+            voices = {naming[label]: vector for label, vector in voices.items()}
             activity = SpeakerActivity([(t.start, t.end, t.speaker) for t in found.turns], found.speakers,
                                        rate, length)
             stage.artifact = found
@@ -179,12 +184,20 @@ class Splitter:
 
         policy = settings.overlaps.policy
         separator: Any = None
+        adaptation: dict[str, Any] = {"mode": settings.separation.adapt, "used": False,
+                                      "reason": "no overlapped speech to separate"}
         assignments: list[WindowAssignment] = []
         with SpillStore() as spill:  # separated audio past a memory budget waits on disk for assembly
             if windows:
                 loaded = self.separator_status
                 self._note_fallback(loaded, "separation_fallback", run)
                 separator, policy = loaded.model, loaded.overlap_policy
+                if separator is not None and profile is not None and is_embedded(separator) \
+                        and profile.weights is not None:  # a show's adapted weights are the starting point
+                    separator = profile.separator(device=self.device)
+                if separator is not None:
+                    separator, adaptation = learn_episode_voices(separator, source, activity, regions, windows,
+                                                                 settings, run, fingerprint)
                 if separator is None:
                     windows, bounds = [], []
                 else:
@@ -216,6 +229,9 @@ class Splitter:
                                       settings, policy, models, run)
             manifest["background"] = background
             manifest["overlap_rendering"] = _rendering_note(settings, separator, rate)
+            manifest["adaptation"] = adaptation
+            if settings.separation.voices:
+                manifest["voices"] = _save_voice_profile(settings, profile, voices, separator, run)
             if staging is not None:
                 with run.stage("export") as stage:
                     if settings.output.extras:
@@ -342,6 +358,45 @@ def _name_speakers(labels: list[str], names: Sequence[str] | None, run: Run) -> 
     if len(set(mapping.values())) != len(mapping):
         raise PodsepError("a given speaker name clashes with a diarizer label; choose other names")
     return mapping
+
+
+def _voice_profile(settings: Settings, diarizer: Any, analysis: np.ndarray,
+                   found: Diarization) -> tuple[Any, dict[str, np.ndarray]]:
+    """The show's voice profile (``separation.voices``) and this episode's voices by diarizer label."""
+    if not settings.separation.voices:
+        return None, {}
+    from .learn_voices import speaker_voices
+    from .voices import load_profile
+
+    profile = load_profile(settings.separation.voices)
+    activity = SpeakerActivity([(t.start, t.end, t.speaker) for t in found.turns], found.speakers, ANALYSIS_RATE,
+                               len(analysis))
+    voices = speaker_voices(diarizer, analysis, activity, settings.assignment.reference_speech)
+    return profile, voices
+
+
+def _profile_names(profile: Any, voices: dict[str, np.ndarray], labels: list[str]) -> list[str] | None:
+    """Speaker names (in order of first speech) from the profile's matching voices; unmatched keep their label."""
+    if profile is None or not voices:
+        return None
+    matched = profile.match(voices).names
+    return [matched.get(label, label) for label in labels] if matched else None
+
+
+def _save_voice_profile(settings: Settings, profile: Any, voices: dict[str, np.ndarray], separator: Any,
+                        run: Run) -> dict[str, Any]:
+    """Update the show's profile with this episode's voices and separator; what the manifest says of it."""
+    from .learn_voices import is_embedded
+    from .voices import save_profile
+
+    if not voices:
+        reason = "no voices to save: the diarizer in use cannot embed (an RTTM was given)"
+        run.warn(f"--voices: {reason}")
+        return {"folder": settings.separation.voices, "saved": False, "reason": reason}
+    saved = save_profile(settings.separation.voices, voices, separator=separator if is_embedded(separator) else None,
+                         previous=profile)
+    return {"folder": settings.separation.voices, "saved": True, "voices": sorted(saved.voices),
+            "started_from_profile": profile is not None}
 
 
 def _background_plan(settings: Settings, policy: str, speakers: list[str]) -> dict[str, Any]:

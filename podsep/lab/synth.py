@@ -26,6 +26,15 @@ Guarantees (each one is checked by ``tests/lab/test_synth.py``):
   already talking and has at least ``spec.min_solo`` seconds of single-speaker
   speech right before and right after it; never more than two people talk at
   once. The achieved overlap ratio is steered to ``spec.overlap_ratio``.
+* With ``spec.unique_overlaps``, words heard in an overlap are never heard
+  alone anywhere in the conversation: each speaker's utterances are split into
+  a solo pool and an overlap reserve (disjoint files), the layout is made from
+  the solo pool, and every overlapped stretch of a turn is then filled with
+  speech from the reserve. A model that learns from the conversation's own
+  solo speech (podsep's adaptation) can then be scored without having heard
+  its test words alone. Such a turn is one excerpt of the solo pool with its
+  overlapped stretches spliced in (5 ms fades at each splice), so "a turn is
+  exactly one placed excerpt" holds only without this option.
 
 Reverb: each speaker gets one measured room impulse response. The RIR is
 aligned so that its direct-path peak is at lag 0 (the image is not delayed against
@@ -42,6 +51,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +97,12 @@ class ConversationSpec:
       ``rir_dir`` matching the glob. ``noise_snr``: add noise at this SNR (dB).
     * ``peak_limit``: if any sample of the mixture or a track would exceed it,
       everything (tracks, noise, mixture) is scaled down together.
+    * ``unique_overlaps``: overlapped words are never also heard alone (see the
+      module's guarantees); ``overlap_reserve`` is the share of each speaker's
+      speech (whole utterances, at least one) set aside for overlaps then, and
+      ``reserve_seed`` (default: the conversation's seed) chooses it: episodes
+      of the same voices that share it keep each other's overlapped words
+      unheard too (a model adapted on one can be scored on the next).
 
     The overlap target is met with three kinds of overlap, each taking the given
     share of the overlapped *time*:
@@ -117,6 +133,9 @@ class ConversationSpec:
     rir_glob: str = "*.wav"
     noise_snr: float | None = None
     peak_limit: float = 0.99
+    unique_overlaps: bool = False
+    overlap_reserve: float = 0.3
+    reserve_seed: int | None = None
 
     def __post_init__(self) -> None:
         # Tuples may arrive as lists (e.g. from JSON); keep the dataclass hashable.
@@ -146,6 +165,8 @@ class ConversationSpec:
             raise ValueError("min_solo must be at least 10 ms")
         if not 0 < self.peak_limit <= 1.0:
             raise ValueError("peak_limit must be in (0, 1]")
+        if not 0.0 < self.overlap_reserve < 1.0:
+            raise ValueError("overlap_reserve must be in (0, 1)")
 
 
 @dataclass
@@ -329,9 +350,10 @@ class _SpeakerStream:
     starts and ends with speech.
     """
 
-    def __init__(self, pool: _SpeechPool, speaker: str, rng: np.random.Generator) -> None:
+    def __init__(self, pool: _SpeechPool, speaker: str, rng: np.random.Generator,
+                 files: list[Path] | None = None) -> None:
         self.pool = pool
-        self.files = pool.files_by_speaker[speaker]
+        self.files = pool.files_by_speaker[speaker] if files is None else files
         self.rng = rng
         self.order = list(rng.permutation(len(self.files)))
         self.position = 0  # index into order
@@ -518,6 +540,75 @@ def _plan(spec: ConversationSpec, speakers: list[str], streams: dict[str, _Speak
 
 
 # --------------------------------------------------------------------------------------
+# overlaps from a reserve (``spec.unique_overlaps``)
+
+
+def _split_for_overlaps(pool: _SpeechPool, speaker: str, share: float,
+                        rng: np.random.Generator) -> tuple[list[Path], list[Path]]:
+    """A speaker's files as (solo pool, overlap reserve): disjoint, the reserve holding about ``share``
+    of their voiced speech (at least one file, and at least one file left for solo speech)."""
+    files = pool.files_by_speaker[speaker]
+    if len(files) < 2:
+        raise InputError(f"unique_overlaps needs at least two utterances per speaker; {speaker} has "
+                         f"{len(files)} in {pool.root}")
+    voiced = {path: int(pool.utterance(path).voiced.sum()) for path in files}
+    total = sum(voiced.values())
+    reserve: list[Path] = []
+    for index in rng.permutation(len(files)):
+        if len(reserve) == len(files) - 1 or (reserve and sum(voiced[p] for p in reserve) >= share * total):
+            break
+        reserve.append(files[int(index)])
+    return [p for p in files if p not in reserve], sorted(reserve)
+
+
+class _ReserveStream:
+    """A speaker's overlap reserve, read front to back in exact lengths (repeats only ever land in overlaps)."""
+
+    def __init__(self, pool: _SpeechPool, files: list[Path]) -> None:
+        self.utterances = [pool.utterance(p) for p in files]
+        self.utterances = [u for u in self.utterances if u.end_voiced > u.first_voiced]
+        if not self.utterances:
+            raise InputError("the overlap reserve holds no speech")
+        self.position = 0
+        self.cursor = self.utterances[0].first_voiced
+
+    def take(self, length: int) -> _Excerpt:
+        """Exactly ``length`` frames, starting at speech (from the start of voiced speech when one
+        utterance's voiced part is shorter than that)."""
+        for _ in range(2 * len(self.utterances) + 1):
+            utterance = self.utterances[self.position]
+            if self.cursor + length <= utterance.end_voiced:
+                excerpt = _Excerpt(utterance, self.cursor, self.cursor + length)
+                self.cursor += length
+                return excerpt
+            self.position = (self.position + 1) % len(self.utterances)
+            self.cursor = self.utterances[self.position].first_voiced
+        longest = max(self.utterances, key=lambda u: u.num_frames - u.first_voiced)
+        start = max(0, min(longest.first_voiced, longest.num_frames - length))
+        if start + length > longest.num_frames:
+            raise InputError(f"no reserve utterance of {longest.speaker} holds {length / FRAMES_PER_SECOND:.2f} s")
+        return _Excerpt(longest, start, start + length)
+
+
+def _overlap_splices(placements: list[_Placement], reserves: dict[str, "_ReserveStream"],
+                     total_frames: int) -> dict[int, list[tuple[int, _Excerpt]]]:
+    """For each placement (by ``id``), its overlapped stretches as (offset in frames, reserve excerpt)."""
+    speakers = sorted({p.speaker for p in placements})
+    active = {s: np.zeros(total_frames + 1, dtype=np.int32) for s in speakers}
+    for p in placements:
+        active[p.speaker][p.start:p.end] += 1
+    splices: dict[int, list[tuple[int, _Excerpt]]] = {}
+    for p in sorted(placements, key=lambda q: (q.start, q.speaker)):
+        others = sum((active[s][p.start:p.end] for s in speakers if s != p.speaker),
+                     np.zeros(p.end - p.start, dtype=np.int32)) > 0
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], others.astype(np.int8), [0]])))
+        runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+        if runs:
+            splices[id(p)] = [(a, reserves[p.speaker].take(b - a)) for a, b in runs]
+    return splices
+
+
+# --------------------------------------------------------------------------------------
 # rendering
 
 
@@ -617,8 +708,21 @@ def _generate(pool: _SpeechPool, spec: ConversationSpec, seed: int, *, rir_dir: 
                                                  for s in np.random.SeedSequence(seed).spawn(4))
     chosen = layout_rng.choice(len(pool.speakers), size=spec.num_speakers, replace=False)
     speakers = [pool.speakers[int(i)] for i in chosen]
-    streams = {speaker: _SpeakerStream(pool, speaker, layout_rng) for speaker in speakers}
+    reserves: dict[str, _ReserveStream] = {}
+    if spec.unique_overlaps:
+        streams = {}
+        split_rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        for speaker in speakers:
+            if spec.reserve_seed is not None:
+                # Per voice, so that conversations sharing ``reserve_seed`` split each voice the same way.
+                split_rng = np.random.default_rng([spec.reserve_seed, 1, zlib.crc32(speaker.encode())])
+            solo_files, reserve_files = _split_for_overlaps(pool, speaker, spec.overlap_reserve, split_rng)
+            streams[speaker] = _SpeakerStream(pool, speaker, layout_rng, files=solo_files)
+            reserves[speaker] = _ReserveStream(pool, reserve_files)
+    else:
+        streams = {speaker: _SpeakerStream(pool, speaker, layout_rng) for speaker in speakers}
     placements, total_frames = _plan(spec, speakers, streams, layout_rng)
+    spliced = _overlap_splices(placements, reserves, total_frames) if spec.unique_overlaps else {}
 
     sample_rate = spec.sample_rate
     frame = sample_rate // FRAMES_PER_SECOND
@@ -640,6 +744,23 @@ def _generate(pool: _SpeechPool, spec: ConversationSpec, seed: int, *, rir_dir: 
         audio = pool.read(excerpt.utterance, excerpt.start, excerpt.end, sample_rate)
         level = excerpt.utterance.active_rms or 1.0
         audio *= target_rms / level * 10.0 ** (gains_db[placement.speaker] / 20.0)
+        overlap_sources = []
+        for offset, piece in spliced.get(id(placement), []):
+            # An overlapped stretch of this turn: speech from the reserve, faded in and out.
+            inserted = pool.read(piece.utterance, piece.start, piece.end, sample_rate)
+            inserted *= target_rms / (piece.utterance.active_rms or 1.0) * 10.0 ** (gains_db[placement.speaker] / 20.0)
+            first, last = offset * frame, (offset + piece.length) * frame
+            _fade(inserted, sample_rate, at_start=first > 0, at_end=last < len(audio))
+            if first > 0:
+                _fade(audio[:first], sample_rate, at_start=False)
+            if last < len(audio):
+                _fade(audio[last:], sample_rate, at_end=False)
+            audio[first:last] = inserted
+            overlap_sources.append({
+                "start": (placement.start + offset) / FRAMES_PER_SECOND,
+                "end": (placement.start + offset + piece.length) / FRAMES_PER_SECOND,
+                "source": piece.utterance.path.relative_to(pool.root).as_posix(),
+                "source_start": piece.start / FRAMES_PER_SECOND, "source_end": piece.end / FRAMES_PER_SECOND})
         _fade(audio, sample_rate)
         if placement.speaker in rir_by_speaker:
             # The direct path sits one frame into the RIR: read the image from there so it is
@@ -654,6 +775,8 @@ def _generate(pool: _SpeechPool, spec: ConversationSpec, seed: int, *, rir_dir: 
             "source": excerpt.utterance.path.relative_to(pool.root).as_posix(),
             "source_start": excerpt.start / FRAMES_PER_SECOND, "source_end": excerpt.end / FRAMES_PER_SECOND,
         })
+        if spec.unique_overlaps:
+            sources[-1]["overlap_sources"] = overlap_sources
 
     diarization = Diarization.from_turns(
         [(p.start / FRAMES_PER_SECOND, p.end / FRAMES_PER_SECOND, p.speaker) for p in placements], uri)

@@ -1,0 +1,83 @@
+"""The adaptation stage: learn this episode's voices before separating its overlaps.
+
+A podcast is the best training set for separating itself: the same people talk
+alone for most of it. This stage decides whether to adapt (``separation.adapt``:
+``off``, ``on`` or ``auto``), collects each speaker's solo speech from the
+diarization in use, fine-tunes a copy of podsep's embedded separator on
+mixtures of it (:mod:`podsep.adapt`), and keeps the copy only when it beats the
+generic model on held-out speech. With a voice profile folder
+(``separation.voices``), a show's recurring voices are named from the profile
+and its adapted weights are the starting point; the profile is updated after
+the run (:mod:`podsep.voices`).
+
+Adaptation is deterministic: its seed comes from the input's fingerprint and
+its budget is a number of steps fixed before training, so the same input and
+settings give the same tracks on any machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .audio import Audio, FileAudio
+from .config import Settings
+from .intervals import SpeakerActivity
+from .overlaps import OverlapRegion, Window
+from .run import Run
+
+
+def is_embedded(separator: Any) -> bool:
+    """Whether ``separator`` is podsep's own (the only kind that can be adapted)."""
+    from .models.embedded.separator import EmbeddedSeparator
+
+    return isinstance(separator, EmbeddedSeparator)
+
+
+def seed_of(fingerprint: str) -> int:
+    """A training seed from the input's SHA-256: the same episode always trains the same way."""
+    return int(fingerprint[:8], 16) if fingerprint else 0
+
+
+def learn_episode_voices(separator: Any, source: Audio | FileAudio, activity: SpeakerActivity,
+                         regions: list[OverlapRegion], windows: list[Window], settings: Settings, run: Run,
+                         fingerprint: str) -> tuple[Any, dict[str, Any]]:
+    """The separator to use for this episode, and the manifest's ``adaptation`` entry."""
+    from .adapt import adapt_separator, collect_solo_speech, overlap_statistics, overlapping_pairs, plan_adaptation
+
+    mode = settings.separation.adapt
+    if mode == "off":
+        return separator, {"mode": "off", "used": False, "reason": "adaptation is off"}
+    if not is_embedded(separator):
+        reason = "only podsep's embedded separator can be adapted (the separator in use is another model)"
+        if mode == "on":
+            run.warn(f"--adapt: {reason}; separating with it as it is")
+        return separator, {"mode": mode, "used": False, "reason": reason}
+    with run.stage("adaptation") as stage:
+        solo = collect_solo_speech(lambda a, b: source.read(a, b).mean(axis=0), activity,
+                                   model_rate=separator.sample_rate)
+        plan = plan_adaptation(source.duration, solo, [w.speakers for w in windows], mode=mode,
+                               budget_cap_s=settings.separation.adapt_budget, model_rate=separator.sample_rate)
+        entry: dict[str, Any] = plan.to_manifest()
+        if not plan.enabled:
+            if plan.warn:
+                run.warn(f"--adapt: {plan.reason}; separating with the generic model")
+            entry["used"] = False
+            stage.artifact = entry
+            return separator, entry
+        result = adapt_separator(separator, solo, list(plan.pairs), plan.steps, seed=seed_of(fingerprint),
+                                 hook=run.hook, overlap_seconds=overlap_statistics(regions), budget_s=plan.budget_s)
+        entry.update(result.to_manifest())
+        if mode == "on" and not result.used:
+            run.warn(f"--adapt: {result.reason}")
+        stage.artifact = entry
+    return (result.separator if result.used else separator), entry
+
+
+def speaker_voices(diarizer: Any, analysis: np.ndarray, activity: SpeakerActivity,
+                   seconds: float) -> dict[str, np.ndarray]:
+    """Each speaker's reference embedding (their solo speech), when the diarizer can embed."""
+    from .separate import reference_embeddings
+
+    return reference_embeddings(diarizer, analysis, activity, seconds)

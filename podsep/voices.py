@@ -1,0 +1,250 @@
+"""Voice profiles of a show: the separator adapted to its voices, and who those voices are.
+
+Why: a show's hosts come back every episode. Adapting the separator to them
+once (:mod:`podsep.adapt`) and starting the next episode from those weights
+gives the gain before any new adaptation, and the hosts' reference embeddings
+let podsep name their tracks without ``--names``.
+
+A profile is a folder:
+
+* ``profile.json``: format version, podsep version, one entry per voice (name,
+  embedding file, number of episodes merged into it), the weights' hash and
+  free-form notes. It is written last, so a folder whose JSON is there is a
+  complete profile.
+* ``separator.pt``: the adapted network in the embedded separator's own export
+  format (``config``, ``state_dict``, ``recipe``: plain tensors, ints and
+  strings), so :class:`~podsep.models.embedded.separator.EmbeddedSeparator`
+  loads it with ``torch.load(weights_only=True)`` like the shipped weights.
+* ``voices/<name>.npy``: each voice's unit embedding (float32), read with
+  ``numpy.load(allow_pickle=False)``.
+
+About 2.4 MB for the shipped model size; nothing in it can run code when read.
+Embeddings come from the diarizer's ``embed(list_of_waveforms, sample_rate)``
+(one row per clip); this module only takes and gives arrays, so any embedder
+works as long as a profile is always matched with the same one
+(``embedder`` is recorded and checked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+
+PROFILE_VERSION = 1
+PROFILE_FILE = "profile.json"
+WEIGHTS_FILE = "separator.pt"
+VOICES_DIR = "voices"
+
+#: Cosine similarity from which a new speaker is taken to be a saved voice (GE2E
+#: embeddings of solo speech; see scripts/score_adaptation.py --voices for the measurement).
+MATCH_THRESHOLD = 0.80
+
+
+@dataclass
+class VoiceProfile:
+    """A loaded (or about to be saved) profile."""
+
+    folder: Path | None
+    voices: dict[str, np.ndarray]  # name -> unit embedding
+    episodes: dict[str, int] = field(default_factory=dict)  # name -> episodes merged into its embedding
+    embedder: str | None = None
+    weights_sha256: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> Path | None:
+        """The adapted separator's file, when the profile has one."""
+        if self.folder is None:
+            return None
+        path = self.folder / WEIGHTS_FILE
+        return path if path.is_file() else None
+
+    def separator(self, *, device: str = "cpu", batch_size: int = 1) -> Any:
+        """The profile's adapted separator (an ``EmbeddedSeparator``), or ``None`` without weights."""
+        from .models.embedded.separator import EmbeddedSeparator
+
+        path = self.weights
+        if path is None:
+            return None
+        return EmbeddedSeparator(path, device=device, batch_size=batch_size).load()
+
+    def match(self, embeddings: Mapping[str, np.ndarray], threshold: float = MATCH_THRESHOLD) -> "VoiceMatch":
+        """Which new speakers are saved voices (see :func:`match_voices`)."""
+        return match_voices(embeddings, self.voices, threshold)
+
+
+@dataclass(frozen=True)
+class VoiceMatch:
+    """New speaker label -> saved name, for the pairs at or above the threshold; every score kept."""
+
+    names: dict[str, str]
+    scores: dict[str, dict[str, float]]  # label -> name -> cosine
+    threshold: float
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"matched": dict(self.names), "threshold": self.threshold,
+                "scores": {k: {n: round(v, 4) for n, v in row.items()} for k, row in self.scores.items()}}
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """The vector scaled to length 1 (a zero vector stays zero: it matches nobody)."""
+    vector = np.asarray(vector, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 0 else vector).astype(np.float32)
+
+
+def match_voices(embeddings: Mapping[str, np.ndarray], saved: Mapping[str, np.ndarray],
+                 threshold: float = MATCH_THRESHOLD) -> VoiceMatch:
+    """Match new speakers to saved voices one to one by cosine similarity.
+
+    The assignment maximises the total cosine over all pairs (Hungarian), so two
+    new speakers never take the same name; a pair below ``threshold`` stays
+    unmatched (a guest keeps their label). Why one to one and a threshold: a
+    recurring host should get their name, and a new voice that merely resembles
+    a host should not.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    labels, names = list(embeddings), list(saved)
+    scores: dict[str, dict[str, float]] = {label: {} for label in labels}
+    if not labels or not names:
+        return VoiceMatch({}, scores, float(threshold))
+    a = np.stack([unit(embeddings[label]) for label in labels]).astype(np.float64)
+    b = np.stack([unit(saved[name]) for name in names]).astype(np.float64)
+    if a.shape[1] != b.shape[1]:
+        raise ModelError(f"voice embeddings of size {a.shape[1]} cannot be matched with a profile's of size "
+                         f"{b.shape[1]} (another embedder?)")
+    cosine = a @ b.T
+    for i, label in enumerate(labels):
+        scores[label] = {name: float(cosine[i, j]) for j, name in enumerate(names)}
+    rows, cols = linear_sum_assignment(-cosine)
+    matched = {labels[i]: names[j] for i, j in zip(rows, cols) if cosine[i, j] >= threshold}
+    return VoiceMatch(matched, scores, float(threshold))
+
+
+def load_profile(folder: str | os.PathLike[str]) -> VoiceProfile | None:
+    """The profile in ``folder``; ``None`` when there is none yet (a first episode). Damage is an error."""
+    folder = Path(folder).expanduser()
+    path = folder / PROFILE_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        version = int(meta.get("version", 0))
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelError(f"cannot read voice profile {path}: {error}") from error
+    if version != PROFILE_VERSION:
+        raise ModelError(f"voice profile {folder} has format version {version}; this podsep reads version "
+                         f"{PROFILE_VERSION}")
+    voices: dict[str, np.ndarray] = {}
+    episodes: dict[str, int] = {}
+    for entry in meta.get("voices", []):
+        file = folder / VOICES_DIR / str(entry["file"])
+        if Path(entry["file"]).name != entry["file"]:
+            raise ModelError(f"voice profile {folder}: bad file name {entry['file']!r}")
+        try:
+            vector = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"cannot read voice {entry.get('name')!r} of profile {folder}: {error}") from error
+        voices[str(entry["name"])] = unit(vector)
+        episodes[str(entry["name"])] = int(entry.get("episodes", 1))
+    return VoiceProfile(folder, voices, episodes, meta.get("embedder"), meta.get("weights_sha256"),
+                        dict(meta.get("notes") or {}))
+
+
+def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.ndarray], *,
+                 separator: Any = None, previous: VoiceProfile | None = None, embedder: str | None = None,
+                 notes: Mapping[str, Any] | None = None) -> VoiceProfile:
+    """Write (or update) a profile: the separator's weights and each named voice's embedding.
+
+    ``embeddings`` maps speaker names to this episode's embeddings (one vector
+    each, e.g. the mean of their solo clips). With ``previous`` (the profile
+    this episode started from), a returning voice's embedding becomes the
+    running mean over the episodes it was heard in, and voices absent from this
+    episode are kept. ``separator`` (an ``EmbeddedSeparator``, adapted or not)
+    provides the weights; without it, the previous weights are kept.
+    Files are replaced atomically and ``profile.json`` is written last.
+    """
+    import torch
+
+    from .export import safe_name
+
+    folder = Path(folder).expanduser()
+    (folder / VOICES_DIR).mkdir(parents=True, exist_ok=True)
+    if previous is not None and embedder and previous.embedder and previous.embedder != embedder:
+        raise ModelError(f"voice profile {folder} was made with embedder {previous.embedder}, not {embedder}")
+    voices = dict(previous.voices) if previous is not None else {}
+    episodes = dict(previous.episodes) if previous is not None else {}
+    for name, vector in embeddings.items():
+        vector = unit(vector)
+        count = episodes.get(name, 0)
+        if name in voices and count > 0:
+            vector = unit((voices[name].astype(np.float64) * count + vector) / (count + 1))
+        voices[name], episodes[name] = vector, count + 1
+
+    sha = previous.weights_sha256 if previous is not None else None
+    if separator is not None:
+        network = separator.load().network if hasattr(separator, "load") else separator.network
+        payload = {"config": network.config.to_dict(),
+                   "state_dict": {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
+                   "recipe": _plain(dict(getattr(separator, "recipe", {}) or {}))}
+        _atomic(folder / WEIGHTS_FILE, lambda path: torch.save(payload, path))
+        import hashlib
+
+        sha = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+
+    entries, used = [], set()
+    for name in sorted(voices):
+        stem = safe_name(name)
+        file, k = f"{stem}.npy", 1
+        while file.lower() in used:
+            k += 1
+            file = f"{stem}_{k}.npy"
+        used.add(file.lower())
+        _atomic(folder / VOICES_DIR / file, lambda path, v=voices[name]: _save_npy(path, v))
+        entries.append({"name": name, "file": file, "episodes": episodes[name]})
+    from . import __version__
+
+    meta = {"version": PROFILE_VERSION, "podsep": __version__, "embedder": embedder or
+            (previous.embedder if previous is not None else None), "weights": WEIGHTS_FILE if sha else None,
+            "weights_sha256": sha, "voices": entries, "notes": dict(notes or {})}
+    _atomic(folder / PROFILE_FILE,
+            lambda path: path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
+    return VoiceProfile(folder, voices, episodes, meta["embedder"], sha, dict(notes or {}))
+
+
+def _plain(value: Any) -> Any:
+    """Only what ``torch.load(weights_only=True)`` reads back: dicts, lists, strings, numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _save_npy(path: Path, vector: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, np.asarray(vector, dtype=np.float32), allow_pickle=False)
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
