@@ -201,7 +201,9 @@ def dialogue(separator: EmbeddedSeparator) -> dict:
     mixture = (references["agent"] + references["user"]).astype(np.float32)
     turns = turns_from_tracks(references, rate)
     rows = {}
-    for name, overrides, chosen in (("podsep", {}, separator), ("duplicate", {"overlaps.policy": "duplicate"}, None)):
+    for name, overrides, chosen in (("podsep", {"separation.adapt": "off"}, separator),
+                                    ("podsep, adapted", {"separation.adapt": "on"}, separator),
+                                    ("duplicate", {"overlaps.policy": "duplicate"}, None)):
         result = podsep.split(mixture, sample_rate=rate, diarization=turns, separator=chosen, overrides=overrides)
         overlap = np.zeros(mixture.size, bool)
         for region in result.manifest["overlaps"]:
@@ -258,9 +260,9 @@ def main() -> None:
         print(json.dumps(a, indent=1))
     if args.dialogue:
         report["dialogue"] = d = dialogue(separator)
-        print(f"MUL1011 ({d['podsep']['overlap_seconds']:.1f} s overlapped): overlap SI-SDR agent/user: "
-              f"podsep {d['podsep']['agent']:.2f}/{d['podsep']['user']:.2f} dB, "
-              f"duplicate {d['duplicate']['agent']:.2f}/{d['duplicate']['user']:.2f} dB")
+        print(f"MUL1011 ({d['podsep']['overlap_seconds']:.1f} s overlapped): overlap SI-SDR agent/user (dB):")
+        for name, row in d.items():
+            print(f"  {name:<16} {row['agent']:6.2f} {row['user']:6.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 

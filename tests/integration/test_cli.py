@@ -150,7 +150,8 @@ def test_missing_model_folder_and_offline_hub(tmp_path, two_speaker_wav):
 def test_missing_separator_model_fails_before_writing(tmp_path, two_speaker_wav, shared_dir):
     result = run_cli("split", str(two_speaker_wav), "-o", str(tmp_path / "out"),
                      "--diarization", str(shared_dir / "data" / "pyannote-sample" / "sample.rttm"),
-                     "--separation-model", "speechbrain/sepformer-does-not-exist", "--overlap-fallback", "error")
+                     "--separation-model", "speechbrain/sepformer-does-not-exist", "--overlap-fallback", "error",
+                     "--separator", "sepformer")  # auto would fall back to the embedded separator
     assert_clean_failure(result, "separation model", "cannot be reached")
     assert not any((tmp_path / "out").iterdir())
 

@@ -56,7 +56,8 @@ def split_folder(tmp_path_factory) -> tuple[Path, EditorInput, Any]:
                           separator=_two_sources, output_dir=out)
     folder = result.files["manifest"].parent
     tracks = {role.split(":", 1)[1]: path.name for role, path in result.files.items() if role.startswith("track:")}
-    data = EditorInput.from_manifest(result.manifest, result.diarization.turns, folder.name, tracks, None)
+    background = result.files["background"].name if "background" in result.files else None
+    data = EditorInput.from_manifest(result.manifest, result.diarization.turns, folder.name, tracks, background)
     write_editor_files(folder, data)
     return folder, data, result
 
@@ -78,7 +79,7 @@ def test_folder_holds_no_audio_but_the_tracks(split_folder):
     for name in names.values():
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0
     audio = {p.name for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES}
-    assert audio == set(data.track_files.values())
+    assert audio == set(data.track_files.values()) | ({data.background_file} if data.background_file else set())
 
 
 def test_labels_equal_the_turns(split_folder):
@@ -145,7 +146,10 @@ def test_reaper_project_places_every_track(split_folder):
     assert project["samplerate"] == data.sample_rate
     assert project["regions"] == list(data.turns)  # positions are written exactly (shortest repr)
     assert len(project["markers"]) == len(data.overlaps)
-    original, *speaker_tracks = project["tracks"]
+    original, *others = project["tracks"]
+    speaker_tracks = [t for t in others if t["items"][0]["FILE"] != data.background_file]
+    if data.background_file:  # the background is a track of its own, after the speakers
+        assert others[-1]["items"][0]["FILE"] == data.background_file and others[-1]["NAME"] == "Background"
     assert original["MUTESOLO"] == 1 and original["items"][0]["FILE"] == data.original_path
     assert Path(original["items"][0]["FILE"]).is_absolute() and Path(original["items"][0]["FILE"]).is_file()
     assert not Path(original["items"][0]["FILE"]).resolve().is_relative_to(folder.resolve())
@@ -206,8 +210,10 @@ def test_review_page_is_self_contained(split_folder):
     assert not re.search(r"https?:", text, re.IGNORECASE)
     assert not scan.external
     assert all(not re.match(r"[a-z]+:", ref) or ref.startswith("file:") for ref in scan.references)
-    assert len(scan.audio) == len(data.track_files) + 1
-    assert set(scan.audio[:-1]) == set(data.track_files.values()) and scan.audio[-1] == SAMPLE.resolve().as_uri()
+    extra = [data.background_file] if data.background_file else []
+    assert len(scan.audio) == len(data.track_files) + len(extra) + 1
+    assert set(scan.audio[:-1]) == set(data.track_files.values()) | set(extra)
+    assert scan.audio[-1] == SAMPLE.resolve().as_uri()
     assert text.count('class="overlap"') == len(data.overlaps) and "<svg" in text
     assert "<dt>Diarization</dt><dd>turns read from your diarization file" in text and "<dt>Separation</dt>" in text
 
@@ -376,7 +382,7 @@ def test_review_page_in_a_real_browser(split_folder, browser, tmp_path):
     folder, data, _ = split_folder
     events, load_seconds = open_page(browser, folder / f"{data.stem}.html")
     players = browser.evaluate(AUDIO_STATE)
-    assert len(players) == len(data.track_files) + 1
+    assert len(players) == len(data.track_files) + (1 if data.background_file else 0) + 1
     for player in players:
         assert player["error"] is None and player["ready"] >= 1, player
         assert player["duration"] == pytest.approx(data.duration, abs=0.05), player
