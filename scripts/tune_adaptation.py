@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Choose adaptation's recipe on development voices (never on the reporting set).
+
+Development voices: pairs of ``librispeech/train-clean-100`` speakers (one long
+utterance each). The first part of each utterance is the "episode's solo
+speech" given to :func:`podsep.adapt.adapt_separator`; mixtures made from the
+rest (never seen by adaptation) measure the gain. The generic model was trained
+on these voices, so gains here are conservative; the figures to report come
+from ``scripts/score_adaptation.py`` on held-out test-other voices.
+
+    OMP_NUM_THREADS=1 python scripts/tune_adaptation.py --weights /tmp/sep_dev.pt \
+        --configs all:5e-4 late:5e-4 all:1e-3 --budgets 30 60 --json runs/tune_adaptation.json
+
+``--voices`` instead measures the voice-matching threshold of :mod:`podsep.voices`:
+cosine similarity of the embedded diarizer's GE2E embeddings between two clips
+of one speaker (the two halves of a train-clean-100 utterance; the two
+utterances of a VCTK speaker) and between clips of different speakers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from podsep import adapt  # noqa: E402
+from podsep.audio import resample  # noqa: E402
+from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
+
+DEV_PAIRS = [("198", "8770"), ("7178", "8465"), ("229", "3374"), ("441", "8609")]  # F-M, F-F, M-M, F-M
+TEST_SECONDS = 5.0
+
+
+def shared() -> Path:
+    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+
+
+def load_speaker(speaker: str, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(adaptation part, test part) of the speaker's train-clean-100 utterance at ``rate``."""
+    path = sorted((shared() / "data" / "librispeech" / "train-clean-100").glob(f"{speaker}-*.flac"))[0]
+    audio, file_rate = sf.read(str(path), dtype="float32")
+    audio = resample(audio, file_rate, rate)
+    cut = audio.size - int(TEST_SECONDS * rate)
+    return audio[:cut], audio[cut:]
+
+
+def voices() -> None:
+    """Same-speaker and different-speaker cosine distributions of the diarizer's embeddings."""
+    from podsep.models.embedded import EmbeddedDiarizer
+
+    diarizer = EmbeddedDiarizer()
+    base = shared() / "data"
+    sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train-clean-100 halves": [], "vctk16k utterances": []}
+    for path in sorted((base / "librispeech" / "train-clean-100").glob("*.flac")):
+        audio, rate = sf.read(str(path), dtype="float32")
+        audio = resample(audio, rate, 16000)
+        half = audio.size // 2
+        sets["train-clean-100 halves"].append((audio[:half], audio[half:]))
+    by_speaker: dict[str, list[Path]] = {}
+    for path in sorted((base / "vctk16k").glob("*.wav")):
+        by_speaker.setdefault(path.name.split("_")[0], []).append(path)
+    for paths in by_speaker.values():
+        if len(paths) >= 2:
+            clips = []
+            for path in paths[:2]:
+                audio, rate = sf.read(str(path), dtype="float32")
+                clips.append(resample(audio if audio.ndim == 1 else audio.mean(axis=1), rate, 16000))
+            sets["vctk16k utterances"].append((clips[0], clips[1]))
+    from podsep.models.embedded.clustering import population_mean
+
+    mean = population_mean()
+    embedded = {name: (diarizer.embed([a for a, _ in pairs], 16000), diarizer.embed([b for _, b in pairs], 16000))
+                for name, pairs in sets.items()}
+    for (name, pairs), centred in [(item, c) for c in (False, True) for item in sets.items()]:
+        first, second = embedded[name]
+        if centred:
+            name += ", centred on the population mean"
+            first, second = (x - mean for x in (first, second))
+            first, second = (x / np.linalg.norm(x, axis=1, keepdims=True) for x in (first, second))
+        same = np.sum(first * second, axis=1)
+        cross = first @ second.T
+        different = cross[~np.eye(len(pairs), dtype=bool)]
+        print(f"{name}: {len(pairs)} speakers")
+        print(f"  same speaker      cosine: min {same.min():.3f}, 1% {np.percentile(same, 1):.3f}, "
+              f"5% {np.percentile(same, 5):.3f}, median {np.median(same):.3f}")
+        print(f"  different speaker cosine: median {np.median(different):.3f}, 99% {np.percentile(different, 99):.3f}, "
+              f"99.9% {np.percentile(different, 99.9):.3f}, max {different.max():.3f}")
+        for threshold in (0.70, 0.75, 0.80, 0.85):
+            print(f"  threshold {threshold:.2f}: same-speaker misses {np.mean(same < threshold):.1%}, "
+                  f"different-speaker false matches {np.mean(different >= threshold):.2%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--configs", nargs="+", default=["all:5e-4"], help="trainable:learning_rate")
+    parser.add_argument("--budgets", nargs="+", type=float, default=[30.0, 60.0], help="seconds")
+    parser.add_argument("--pairs", type=int, default=len(DEV_PAIRS))
+    parser.add_argument("--first-pair", type=int, default=0)
+    parser.add_argument("--seconds-per-step", type=str, default="all:0.9,late:0.55,mask:0.25",
+                        help="per-step cost per trainable choice, to compare at equal compute")
+    parser.add_argument("--crop", type=float, default=adapt.CROP_SECONDS)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--voices", action="store_true", help="measure the voice-matching threshold instead")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.voices:
+        voices()
+        return
+    cost = {k: float(v) for k, v in (item.split(":") for item in args.seconds_per_step.split(","))}
+    separator = EmbeddedSeparator(args.weights).load()
+    rate = separator.sample_rate
+    rows = []
+    for a, b in DEV_PAIRS[args.first_pair:args.first_pair + args.pairs]:
+        train_a, test_a = load_speaker(a, rate)
+        train_b, test_b = load_speaker(b, rate)
+        test_mix, test_src = adapt.validation_mixtures({a: test_a, b: test_b}, [(a, b)], rate, seed=99,
+                                                       count=16, seconds=3.0)
+        generic = adapt.score_network(separator.network, test_mix, test_src)
+        for config in args.configs:
+            trainable, lr = config.split(":")
+            for budget in args.budgets:
+                steps = adapt.steps_for_budget(budget, cost[trainable])
+                started = time.perf_counter()
+                result = adapt.adapt_separator(separator, {a: train_a, b: train_b}, [(a, b)], steps, seed=1,
+                                               trainable=trainable, learning_rate=float(lr),
+                                               crop_seconds=args.crop, min_gain_db=-99.0)
+                seconds = time.perf_counter() - started
+                network = result.separator.network
+                test = adapt.score_network(network, test_mix, test_src)
+                row = {"pair": f"{a}-{b}", "trainable": trainable, "lr": float(lr), "budget_s": budget,
+                       "steps": steps, "seconds": round(seconds, 1), "s_per_step": round(seconds / max(1, steps), 3),
+                       "generic_test": round(generic, 2), "adapted_test": round(test, 2),
+                       "gain_test": round(test - generic, 2),
+                       "valid_before": round(result.validation_before_db, 2),
+                       "valid_after": round(result.validation_after_db, 2)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print("\nmean gain on test mixtures (dB), by config and budget:")
+    for config in args.configs:
+        trainable, lr = config.split(":")
+        for budget in args.budgets:
+            chosen = [r for r in rows if r["trainable"] == trainable and r["lr"] == float(lr) and r["budget_s"] == budget]
+            print(f"  {trainable:<5} lr {lr:<6} budget {budget:>5.0f} s: gain {np.mean([r['gain_test'] for r in chosen]):+.2f} dB"
+                  f" (validation {np.mean([r['valid_after'] - r['valid_before'] for r in chosen]):+.2f}), "
+                  f"{np.mean([r['s_per_step'] for r in chosen]):.3f} s/step")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
