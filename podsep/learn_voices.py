@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .audio import Audio, FileAudio
+from .audio import ANALYSIS_RATE, Audio, FileAudio
 from .config import Settings
+from .diarization import Diarization
 from .intervals import SpeakerActivity
 from .overlaps import OverlapRegion, Window
 from .run import Run
@@ -44,7 +45,7 @@ def learn_episode_voices(separator: Any, source: Audio | FileAudio, activity: Sp
                          regions: list[OverlapRegion], windows: list[Window], settings: Settings, run: Run,
                          fingerprint: str) -> tuple[Any, dict[str, Any]]:
     """The separator to use for this episode, and the manifest's ``adaptation`` entry."""
-    from .adapt import adapt_separator, collect_solo_speech, overlap_statistics, overlapping_pairs, plan_adaptation
+    from .adapt import adapt_separator, collect_solo_speech, overlap_statistics, plan_adaptation
 
     mode = settings.separation.adapt
     if mode == "off":
@@ -81,3 +82,40 @@ def speaker_voices(diarizer: Any, analysis: np.ndarray, activity: SpeakerActivit
     from .separate import reference_embeddings
 
     return reference_embeddings(diarizer, analysis, activity, seconds)
+
+
+def voice_profile(settings: Settings, diarizer: Any, analysis: np.ndarray,
+                   found: Diarization) -> tuple[Any, dict[str, np.ndarray]]:
+    """The show's voice profile (``separation.voices``) and this episode's voices by diarizer label."""
+    if not settings.separation.voices:
+        return None, {}
+    from .voices import load_profile
+
+    profile = load_profile(settings.separation.voices)
+    activity = SpeakerActivity([(t.start, t.end, t.speaker) for t in found.turns], found.speakers, ANALYSIS_RATE,
+                               len(analysis))
+    voices = speaker_voices(diarizer, analysis, activity, settings.assignment.reference_speech)
+    return profile, voices
+
+
+def profile_names(profile: Any, voices: dict[str, np.ndarray], labels: list[str]) -> list[str] | None:
+    """Speaker names (in order of first speech) from the profile's matching voices; unmatched keep their label."""
+    if profile is None or not voices:
+        return None
+    matched = profile.match(voices).names
+    return [matched.get(label, label) for label in labels] if matched else None
+
+
+def save_voice_profile(settings: Settings, profile: Any, voices: dict[str, np.ndarray], separator: Any,
+                        run: Run) -> dict[str, Any]:
+    """Update the show's profile with this episode's voices and separator; what the manifest says of it."""
+    from .voices import save_profile
+
+    if not voices:
+        reason = "no voices to save: the diarizer in use cannot embed (an RTTM was given)"
+        run.warn(f"--voices: {reason}")
+        return {"folder": settings.separation.voices, "saved": False, "reason": reason}
+    saved = save_profile(settings.separation.voices, voices, separator=separator if is_embedded(separator) else None,
+                         previous=profile)
+    return {"folder": settings.separation.voices, "saved": True, "voices": sorted(saved.voices),
+            "started_from_profile": profile is not None}

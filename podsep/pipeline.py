@@ -26,9 +26,9 @@ from .audio import ANALYSIS_RATE, Audio, FileAudio, open_audio, stream_analysis_
 from .config import Settings, load_settings
 from .diarization import Diarization, to_samples
 from .errors import InputError, PodsepError
-from .export import ResultStaging, check_destination, clipping_warning, result_folder, safe_name
+from .export import ResultStaging, check_destination, clipping_warning, result_folder
 from .intervals import SpeakerActivity
-from .learn_voices import is_embedded, learn_episode_voices
+from .learn_voices import is_embedded, learn_episode_voices, profile_names, save_voice_profile, voice_profile
 from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
 from .models.diarizers import Diarizer, ReferenceDiarizer
@@ -36,10 +36,10 @@ from .models.factory import Loaded, build_diarizer, build_separator
 from .models.hub import pick_device
 from .models.separation import Separator
 from .overlaps import Window, find_overlap_regions, plan_windows
-from .render import plan_tracks, render_tracks
+from .render import background_plan, plan_tracks, render_tracks
 from .result import SplitResult, Tracks
 from .run import Run
-from .separate import separate_and_assign
+from .separate import rendering_note, separate_and_assign
 from .spill import SpillStore
 
 ProgressHook = Callable[..., Any]
@@ -162,8 +162,8 @@ class Splitter:
             if not found.turns:
                 raise InputError(f"no speech found in {label}")
             labels = list(found.speakers)
-            profile, voices = _voice_profile(settings, diarizer, analysis, found)
-            naming = _name_speakers(labels, names or _profile_names(profile, voices, labels), run)
+            profile, voices = voice_profile(settings, diarizer, analysis, found)
+            naming = _name_speakers(labels, names or profile_names(profile, voices, labels), run)
             found = found.rename(naming)
             voices = {naming[label]: vector for label, vector in voices.items()}
             activity = SpeakerActivity([(t.start, t.end, t.speaker) for t in found.turns], found.speakers,
@@ -206,7 +206,7 @@ class Splitter:
 
             with run.stage("assembly") as stage:
                 plans = plan_tracks(activity, windows, bounds, assignments, policy, settings)
-                background = _background_plan(settings, policy, found.speakers)
+                background = background_plan(settings, policy, found.speakers)
                 staging = ResultStaging(folder, stem, overwrite=overwrite) if folder is not None else None
                 keep = staging is None or length * channels * (len(found.speakers) + 1) * 4 <= IN_MEMORY_LIMIT
                 try:
@@ -228,10 +228,10 @@ class Splitter:
             manifest = build_manifest(label, fingerprint, source, found, activity, regions, windows, assignments,
                                       settings, policy, models, run)
             manifest["background"] = background
-            manifest["overlap_rendering"] = _rendering_note(settings, separator, rate)
+            manifest["overlap_rendering"] = rendering_note(settings, separator, rate)
             manifest["adaptation"] = adaptation
             if settings.separation.voices:
-                manifest["voices"] = _save_voice_profile(settings, profile, voices, separator, run)
+                manifest["voices"] = save_voice_profile(settings, profile, voices, separator, run)
             if staging is not None:
                 with run.stage("export") as stage:
                     if settings.output.extras:
@@ -358,73 +358,6 @@ def _name_speakers(labels: list[str], names: Sequence[str] | None, run: Run) -> 
     if len(set(mapping.values())) != len(mapping):
         raise PodsepError("a given speaker name clashes with a diarizer label; choose other names")
     return mapping
-
-
-def _voice_profile(settings: Settings, diarizer: Any, analysis: np.ndarray,
-                   found: Diarization) -> tuple[Any, dict[str, np.ndarray]]:
-    """The show's voice profile (``separation.voices``) and this episode's voices by diarizer label."""
-    if not settings.separation.voices:
-        return None, {}
-    from .learn_voices import speaker_voices
-    from .voices import load_profile
-
-    profile = load_profile(settings.separation.voices)
-    activity = SpeakerActivity([(t.start, t.end, t.speaker) for t in found.turns], found.speakers, ANALYSIS_RATE,
-                               len(analysis))
-    voices = speaker_voices(diarizer, analysis, activity, settings.assignment.reference_speech)
-    return profile, voices
-
-
-def _profile_names(profile: Any, voices: dict[str, np.ndarray], labels: list[str]) -> list[str] | None:
-    """Speaker names (in order of first speech) from the profile's matching voices; unmatched keep their label."""
-    if profile is None or not voices:
-        return None
-    matched = profile.match(voices).names
-    return [matched.get(label, label) for label in labels] if matched else None
-
-
-def _save_voice_profile(settings: Settings, profile: Any, voices: dict[str, np.ndarray], separator: Any,
-                        run: Run) -> dict[str, Any]:
-    """Update the show's profile with this episode's voices and separator; what the manifest says of it."""
-    from .learn_voices import is_embedded
-    from .voices import save_profile
-
-    if not voices:
-        reason = "no voices to save: the diarizer in use cannot embed (an RTTM was given)"
-        run.warn(f"--voices: {reason}")
-        return {"folder": settings.separation.voices, "saved": False, "reason": reason}
-    saved = save_profile(settings.separation.voices, voices, separator=separator if is_embedded(separator) else None,
-                         previous=profile)
-    return {"folder": settings.separation.voices, "saved": True, "voices": sorted(saved.voices),
-            "started_from_profile": profile is not None}
-
-
-def _background_plan(settings: Settings, policy: str, speakers: list[str]) -> dict[str, Any]:
-    """Whether the background track is written, and why not when it is not."""
-    plan: dict[str, Any] = {"written": False, "method": "input minus the speaker tracks as stored"}
-    if not settings.output.background:
-        plan["reason"] = "output.background is off"
-    elif policy == "duplicate":
-        plan["reason"] = ("overlaps are duplicated into every active track, so the tracks add up to more than the "
-                          "input there: no background can make them add up")
-    else:
-        if any(safe_name(s).lower() == "background" for s in speakers):
-            raise PodsepError("the speaker name 'background' is reserved for the background track "
-                              "(choose another name, or use --no-background)")
-        plan["written"] = True
-    return plan
-
-
-def _rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, Any] | None:
-    """How separated overlaps were rendered (method and the separator's band)."""
-    if separator is None:
-        return None
-    from .separate import separator_band
-
-    band = separator_band(separator, rate)
-    return {"method": settings.assembly.overlap_rendering, "input_rate": rate,
-            "model_band_hz": band if band is not None else rate / 2.0,
-            "extended_above_band": settings.assembly.overlap_rendering == "rebuild" and band is not None}
 
 
 def _write_editor_files(staging: ResultStaging, manifest: dict[str, Any], diarization: Diarization) -> None:

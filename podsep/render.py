@@ -19,7 +19,8 @@ from .assignment import WindowAssignment
 from .audio import Audio, FileAudio
 from .config import Settings
 from .diarization import to_samples
-from .export import ResultStaging
+from .errors import PodsepError
+from .export import ResultStaging, safe_name
 from .intervals import SpeakerActivity
 from .overlaps import Window
 from .run import Run
@@ -120,3 +121,19 @@ def render_tracks(source: Audio | FileAudio, plans: dict[str, TrackPlan], window
         raise
     clipped = [s for s, w in writers.items() if w.clipped_samples and s != BACKGROUND]
     return Rendered(arrays, clipped, rest, identity if background else None)
+
+
+def background_plan(settings: Settings, policy: str, speakers: list[str]) -> dict[str, Any]:
+    """Whether the background track is written, and why not when it is not."""
+    plan: dict[str, Any] = {"written": False, "method": "input minus the speaker tracks as stored"}
+    if not settings.output.background:
+        plan["reason"] = "output.background is off"
+    elif policy == "duplicate":
+        plan["reason"] = ("overlaps are duplicated into every active track, so the tracks add up to more than the "
+                          "input there: no background can make them add up")
+    else:
+        if any(safe_name(s).lower() == "background" for s in speakers):
+            raise PodsepError("the speaker name 'background' is reserved for the background track "
+                              "(choose another name, or use --no-background)")
+        plan["written"] = True
+    return plan

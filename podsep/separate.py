@@ -195,3 +195,13 @@ def reference_embeddings(diarizer: Any, analysis: np.ndarray, activity: SpeakerA
             mean = np.mean(vectors[rows], axis=0)
             references[speaker] = mean / max(float(np.linalg.norm(mean)), 1e-12)
     return references
+
+
+def rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, Any] | None:
+    """How separated overlaps were rendered (method and the separator's band)."""
+    if separator is None:
+        return None
+    band = separator_band(separator, rate)
+    return {"method": settings.assembly.overlap_rendering, "input_rate": rate,
+            "model_band_hz": band if band is not None else rate / 2.0,
+            "extended_above_band": settings.assembly.overlap_rendering == "rebuild" and band is not None}
