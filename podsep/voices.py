@@ -44,8 +44,10 @@ PROFILE_FILE = "profile.json"
 WEIGHTS_FILE = "separator.pt"
 VOICES_DIR = "voices"
 
-#: Cosine similarity from which a new speaker is taken to be a saved voice (GE2E
-#: embeddings of solo speech; see scripts/score_adaptation.py --voices for the measurement).
+#: Cosine similarity from which a new speaker is taken to be a saved voice (raw GE2E embeddings of
+#: solo speech; ``python scripts/tune_adaptation.py --voices``: between the two halves of 251
+#: train-clean-100 utterances, 8.8 % of same-speaker pairs fall below it and 0.6 % of
+#: different-speaker pairs reach it; 30 s references of one voice in two episodes scored 0.98).
 MATCH_THRESHOLD = 0.80
 
 
@@ -216,10 +218,10 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
 
     meta = {"version": PROFILE_VERSION, "podsep": __version__, "embedder": embedder or
             (previous.embedder if previous is not None else None), "weights": WEIGHTS_FILE if sha else None,
-            "weights_sha256": sha, "voices": entries, "notes": dict(notes or {})}
+            "weights_sha256": sha, "voices": entries, "notes": _plain(dict(notes or {}))}
     _atomic(folder / PROFILE_FILE,
             lambda path: path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
-    return VoiceProfile(folder, voices, episodes, meta["embedder"], sha, dict(notes or {}))
+    return VoiceProfile(folder, voices, episodes, meta["embedder"], sha, meta["notes"])
 
 
 def _plain(value: Any) -> Any:
@@ -228,6 +230,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
