@@ -51,10 +51,11 @@ MIN_BUDGET_S = 60.0
 BUDGET_FRACTION = 0.10
 
 #: CPU seconds one training step costs at the shipped model size (0.59 M parameters, all of them
-#: trained, a batch of BATCH mixtures of CROP_SECONDS in MICRO_BATCHES parts): 0.985 s measured
-#: with one thread on this project's 2-core machine while a training job held the other core.
+#: trained, a batch of BATCH mixtures of CROP_SECONDS in MICRO_BATCHES parts), on this project's
+#: 2-core machine: 0.91 s with both cores idle, 0.985 s while a training job held the other core.
 STEP_CORE_SECONDS = 1.0
-#: The budget is "seconds of 2-core compute": two workers (see :class:`_Trainer`) share each step.
+#: The budget is "seconds of 2-core compute": two workers (see :class:`_Trainer`) share each step,
+#: measured 0.463 s a step on the idle 2-core machine (1.96x one worker, identical weights).
 BUDGET_CORES = 2
 #: Seconds of the budget kept for what is not a training step: collecting the solo speech and
 #: scoring the validation mixtures twice (about 5 CPU seconds measured, single-threaded).

@@ -86,7 +86,8 @@ def overlap_score(conversation: Any, tracks: dict[str, np.ndarray], mapping: dic
 
 
 def run_split(conversation: Any, diarization: Diarization, separator: Any = None, *, policy: str = "separate"):
-    overrides = {"diarization.cache": False, "overlaps.policy": policy}
+    # The pipeline's own adaptation is off: the separator given is scored as it is.
+    overrides = {"diarization.cache": False, "overlaps.policy": policy, "separation.adapt": "off"}
     return podsep.split(conversation.mixture, sample_rate=conversation.sample_rate, diarization=diarization,
                         separator=separator, overrides=overrides)
 
@@ -249,6 +250,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="generic separator (default: the shipped one)")
     parser.add_argument("--durations", nargs="+", type=float, default=[90.0, 600.0])
     parser.add_argument("--count", type=int, default=3, help="conversations per duration")
+    parser.add_argument("--first-index", type=int, default=0, help="start at this conversation of each set")
     parser.add_argument("--budgets", nargs="+", default=["30", "default", "120"],
                         help="adaptation budgets in seconds, or 'default'")
     parser.add_argument("--overlap-ratio", type=float, default=0.15)
@@ -275,7 +277,7 @@ def main() -> None:
                               "seconds_per_step": adapt.SECONDS_PER_STEP, "command": " ".join(sys.argv),
                               "conversations": []}
     for duration in args.durations:
-        for index in range(args.count):
+        for index in range(args.first_index, args.first_index + args.count):
             row = score_conversation(index, duration, args, generic, diarizer)
             report["conversations"].append(row)
             print(json.dumps(row), flush=True)

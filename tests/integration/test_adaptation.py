@@ -175,7 +175,7 @@ def test_adaptation_through_a_split_with_reference_turns(weights: Path, shared_d
                                    min_gain_db=-1e9)
     split = podsep.split(conversation.mixture, sample_rate=rate, diarization=Diarization.from_turns(
         [(t.start, t.end, t.speaker) for t in turns.turns]), separator=result.separator,
-        overrides={"diarization.cache": False})
+        overrides={"diarization.cache": False, "separation.adapt": "off"})
     assert set(split.tracks) == set(turns.speakers)
     assert split.manifest["models"]["separation"]["source"].startswith("adapted:")
 
