@@ -80,7 +80,7 @@ import podsep  # noqa: E402
 from podsep.audio import resample  # noqa: E402
 from podsep.diarization import Diarization  # noqa: E402
 from podsep.errors import ModelError  # noqa: E402
-from podsep.lab.metrics import overlap_regions_mask, si_sdr  # noqa: E402
+from podsep.lab.metrics import Bands, overlap_regions_mask, si_sdr  # noqa: E402
 from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
 
 RENDERINGS = {
@@ -258,23 +258,6 @@ def embedded(weights: str | None) -> Any:
 
 # ------------------------------------------------------------------------------------------------
 # metrics
-
-
-class Bands:
-    """Brick-wall band parts of one signal, from one FFT."""
-
-    def __init__(self, signal: np.ndarray, rate: int) -> None:
-        self.n = signal.size
-        self.spectrum = np.fft.rfft(np.asarray(signal, np.float64))
-        self.freqs = np.fft.rfftfreq(self.n, 1.0 / rate)
-
-    def part(self, low: float | None, high: float | None) -> np.ndarray:
-        keep = np.ones(self.freqs.size, bool)
-        if low is not None:
-            keep &= self.freqs >= low
-        if high is not None:
-            keep &= self.freqs < high
-        return np.fft.irfft(self.spectrum * keep, n=self.n)
 
 
 def band_metrics(reference: np.ndarray, estimate: np.ndarray, rate: int, band_hz: float,

@@ -57,6 +57,7 @@ SYSTEMS: tuple[str, ...] = ("podsep", "oracle-diarization", "duplicate", "mute",
 REFERENCE_TURN_SYSTEMS = frozenset({"oracle-diarization", "duplicate", "mute", "full-file", "oracle"})
 SEPARATION_METRICS: tuple[str, ...] = (
     "si_sdr", "si_sdr_overlap", "si_sdr_solo", "sdr", "sdr_overlap", "sdr_solo", "leakage_db",
+    "energy_high_db", "si_sdr_high",
 )
 DIARIZATION_METRICS: tuple[str, ...] = ("der", "jer", "der_collar", "jer_collar")
 COLLARS = (0.0, 0.25)
@@ -380,6 +381,8 @@ class SystemOutput:
     tracks: dict[str, np.ndarray]
     hypothesis: Diarization | None
     timings: dict[str, float]
+    #: max |speaker tracks + background - input| (float, in memory); None when no background exists.
+    identity_error: float | None = None
 
 
 @dataclass
@@ -499,15 +502,15 @@ class _Systems:
             oracle = OracleSeparator(item.mixture, {s: item.references[s] for s in reference_speakers})
             result = split(item.mixture, sample_rate=item.sample_rate, diarization=item.diarization,
                            separator=oracle, settings=self._settings("separate"))
-            return SystemOutput(_mono_tracks(result.tracks), None, dict(result.manifest["timings"]))
+            return _output(result, item)
         if system in ("duplicate", "mute"):
             result = split(item.mixture, sample_rate=item.sample_rate, diarization=item.diarization,
                            settings=self._settings(system))
-            return SystemOutput(_mono_tracks(result.tracks), None, dict(result.manifest["timings"]))
+            return _output(result, item)
         if system == "oracle-diarization":
             result = split(item.mixture, sample_rate=item.sample_rate, diarization=item.diarization,
                            separator=self.separator(), settings=self._settings("separate"))
-            return SystemOutput(_mono_tracks(result.tracks), None, dict(result.manifest["timings"]))
+            return _output(result, item)
         if system == "full-file":
             from .baselines import full_file_tracks
 
@@ -522,11 +525,29 @@ class _Systems:
             mapping = _optimal_mapping(item.diarization, result.diarization)
             tracks = {mapping[label]: track[0] if track.ndim == 2 and track.shape[0] == 1 else track.mean(axis=0)
                       for label, track in result.tracks.items() if label in mapping}
-            return SystemOutput(tracks, result.diarization, dict(result.manifest["timings"]))
+            return SystemOutput(tracks, result.diarization, dict(result.manifest["timings"]),
+                                _identity_error(result, item))
         raise ValueError(f"unknown system {system!r}")
 
     def _settings(self, policy: str) -> Any:
         return self.settings.with_overrides({"overlaps.policy": policy})
+
+
+def _output(result: Any, item: Item) -> SystemOutput:
+    return SystemOutput(_mono_tracks(result.tracks), None, dict(result.manifest["timings"]),
+                        _identity_error(result, item))
+
+
+def _identity_error(result: Any, item: Item) -> float | None:
+    """How far the speaker tracks plus the background are from the input (None: no background)."""
+    if result.background is None:
+        return None
+    total = np.asarray(result.background, np.float64).copy()
+    for track in result.tracks.values():
+        total += track
+    mixture = np.asarray(item.mixture, np.float64)
+    mixture = mixture[None, :] if mixture.ndim == 1 else mixture.T
+    return float(np.max(np.abs(total - mixture))) if total.size else 0.0
 
 
 def _mono_tracks(tracks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -549,7 +570,8 @@ def _optimal_mapping(reference: Diarization, hypothesis: Diarization) -> dict[st
 
 def score_item(item: Item, output: SystemOutput, system: str) -> dict[str, Any]:
     """Separation scores per speaker and diarization scores of one system on one item."""
-    from .metrics import diarization_error, overlap_regions_mask, sdr, separation_scores, solo_mask
+    from .metrics import (diarization_error, high_band_edge_hz, high_band_scores, overlap_regions_mask, sdr,
+                          separation_scores, solo_mask)
 
     scores: dict[str, Any] = {}
     if item.references is not None:
@@ -564,7 +586,12 @@ def score_item(item: Item, output: SystemOutput, system: str) -> dict[str, Any]:
             values["sdr_solo"] = sdr(item.references[speaker], estimates[speaker],
                                      solo_mask(item.diarization, item.sample_rate, n, [speaker]))
             values["overlap_seconds"] = round(float((overlap & own).sum()) / item.sample_rate, 3)
+            values.update(high_band_scores(item.references[speaker], estimates[speaker], item.sample_rate,
+                                           high_band_edge_hz(item.sample_rate), overlap & own))
         scores["speakers"] = per_speaker
+        scores["high_band_edge_hz"] = high_band_edge_hz(item.sample_rate)
+    if output.identity_error is not None:
+        scores["identity_error"] = output.identity_error
     if output.hypothesis is not None and system not in REFERENCE_TURN_SYSTEMS:
         diarization: dict[str, float] = {}
         for collar in COLLARS:
@@ -598,7 +625,7 @@ def summarise(results: list[dict[str, Any]], systems: dict[str, dict[str, Any]])
         runs = [r["systems"][name] for r in results if r["systems"].get(name, {}).get("status") == "ok"]
         speaker_scores = [values for run in runs for values in run.get("speakers", {}).values()]
         for metric in SEPARATION_METRICS:
-            values = [s[metric] for s in speaker_scores]
+            values = [s[metric] for s in speaker_scores if metric in s and not math.isnan(s[metric])]
             row[metric] = _aggregate(values)
             row[f"{metric}_nonfinite"] = sum(1 for v in values if not math.isfinite(v))
         for metric in DIARIZATION_METRICS:
@@ -606,6 +633,10 @@ def summarise(results: list[dict[str, Any]], systems: dict[str, dict[str, Any]])
             row[metric] = float(np.mean(values)) if values else None
         stages = sorted({stage for run in runs for stage in run["rtf"]})
         row["rtf"] = {stage: float(np.mean([run["rtf"].get(stage, 0.0) for run in runs])) for stage in stages}
+        identity = [run["identity_error"] for run in runs if run.get("identity_error") is not None]
+        row["identity_max_error"] = max(identity) if identity else None
+        edges = sorted({run["high_band_edge_hz"] for run in runs if "high_band_edge_hz" in run})
+        row["high_band_edges_hz"] = edges
         row["items"] = len(runs)
         row["failed_items"] = sum(1 for r in results if r["systems"].get(name, {}).get("status") == "failed")
         row["peak_rss_mb"] = info.get("peak_rss_mb")
@@ -697,7 +728,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, rows and footnotes of the summary table (shared by the terminal and the Markdown docs)."""
     header = ["system", "SI-SDR", "SI-SDR ovl", "SI-SDR solo", "SDR", "SDR ovl", "SDR solo", "leak dB",
-              "DER", "DER c.25", "JER", "RTF", "peak RSS MB"]
+              "E hi ovl", "SI-SDR hi ovl", "DER", "DER c.25", "JER", "RTF", "peak RSS MB", "sum err"]
     rows, notes = [], []
     for name, row in report["summary"].items():
         info = report["systems"][name]
@@ -712,10 +743,17 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]], list
         reference = "ref" if info["reference_turns"] else "—"
         rows.append([
             name, *(_fmt(row[m]) for m in ("si_sdr", "si_sdr_overlap", "si_sdr_solo", "sdr", "sdr_overlap", "sdr_solo",
-                                           "leakage_db")),
+                                           "leakage_db", "energy_high_db", "si_sdr_high")),
             *(_fmt(row[m], 3) if row[m] is not None else reference for m in ("der", "der_collar", "jer")),
             _fmt(row["rtf"].get("total"), 3), _fmt(info.get("peak_rss_mb"), 0),
+            f"{row['identity_max_error']:.1e}" if row.get("identity_max_error") is not None else "—",
         ])
+    edges = sorted({edge for row in report["summary"].values() for edge in row.get("high_band_edges_hz", [])})
+    if edges:
+        notes.append("hi = above " + " / ".join(f"{edge / 1000:g} kHz" for edge in edges)
+                     + " (the separator's band edge): E = the track's energy there relative to the reference "
+                     "(dB, 0 = right; pasted band-limited overlaps sound dull); sum err = max |speaker tracks "
+                     "+ background - input| (— : no background, e.g. duplicate)")
     return header, rows, notes
 
 

@@ -177,6 +177,59 @@ def separation_scores(references: dict[str, np.ndarray], estimates: dict[str, np
     return scores
 
 
+#: Below this fraction of the reference's energy (-50 dB), a band is taken to be empty.
+HIGH_BAND_FLOOR = 1e-5
+
+
+def high_band_edge_hz(sample_rate: float) -> float:
+    """Where "above the separator's band" starts when scoring a track at ``sample_rate``.
+
+    8 kHz for 32 kHz material and up (the 16 kHz separators' Nyquist: what a
+    podcast at 44.1/48 kHz loses when an overlap is pasted from a 16 kHz model);
+    at lower rates a quarter of the rate, i.e. 4 kHz at 16 kHz: the embedded
+    8 kHz separator's Nyquist, the same problem one octave down.
+    """
+    return 8000.0 if sample_rate >= 32000 else sample_rate / 4.0
+
+
+class Bands:
+    """Brick-wall band parts of one signal from one FFT (for scoring, not for the product)."""
+
+    def __init__(self, signal: np.ndarray, sample_rate: float) -> None:
+        self.size = len(signal)
+        self.spectrum = np.fft.rfft(np.asarray(signal, np.float64))
+        self.freqs = np.fft.rfftfreq(self.size, 1.0 / sample_rate)
+
+    def part(self, low_hz: float | None, high_hz: float | None) -> np.ndarray:
+        """The signal's content in ``[low_hz, high_hz)`` (``None``: open-ended)."""
+        keep = np.ones(self.freqs.size, bool)
+        if low_hz is not None:
+            keep &= self.freqs >= low_hz
+        if high_hz is not None:
+            keep &= self.freqs < high_hz
+        return np.fft.irfft(self.spectrum * keep, n=self.size)
+
+
+def high_band_scores(reference: np.ndarray, estimate: np.ndarray, sample_rate: float, edge_hz: float,
+                     mask: np.ndarray) -> dict[str, float]:
+    """Above ``edge_hz``, over the masked samples: the estimate's energy relative to the
+    reference's (dB; 0 = as bright as it should be, negative = dull) and its SI-SDR.
+
+    A track whose overlaps were pasted from a band-limited separator comes out tens of
+    dB too dull here even when its in-band SI-SDR is good; that is what these catch.
+    """
+    nothing = {"energy_high_db": math.nan, "si_sdr_high": math.nan}
+    if not mask.any():
+        return nothing
+    high_ref = Bands(reference, sample_rate).part(edge_hz, None)[mask]
+    high_est = Bands(estimate, sample_rate).part(edge_hz, None)[mask]
+    energy_ref, energy_est = float(np.sum(high_ref ** 2)), float(np.sum(high_est ** 2))
+    if energy_ref <= HIGH_BAND_FLOOR * float(np.sum(np.asarray(reference, np.float64)[mask] ** 2)):
+        return nothing  # the reference itself has no content up there (e.g. 16 kHz speech in a 48 kHz file)
+    return {"energy_high_db": 10.0 * math.log10(max(energy_est, 1e-30) / max(energy_ref, 1e-30)),
+            "si_sdr_high": si_sdr(high_ref, high_est)}
+
+
 # --------------------------------------------------------------------------------------
 # diarization
 

@@ -221,3 +221,29 @@ def test_jer_on_a_simple_case() -> None:
     assert result["jer"] == pytest.approx(0.25)
     assert result["der"] == pytest.approx(0.25)
     assert diarization_error(reference, reference)["jer"] == pytest.approx(0.0)
+
+
+def test_high_band_scores_see_a_dull_copy_and_ignore_band_limited_references() -> None:
+    from podsep.lab.metrics import Bands, high_band_edge_hz, high_band_scores
+
+    rate = 48000
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal(rate).astype(np.float64)
+    mask = np.zeros(rate, bool)
+    mask[rate // 4 : 3 * rate // 4] = True
+    edge = high_band_edge_hz(rate)
+    assert edge == 8000.0 and high_band_edge_hz(16000) == 4000.0
+
+    same = high_band_scores(reference, reference, rate, edge, mask)
+    assert abs(same["energy_high_db"]) < 1e-9 and same["si_sdr_high"] > 100
+
+    dull = Bands(reference, rate).part(None, 7000.0)  # what pasting a 16 kHz model's output gives
+    scores = high_band_scores(reference, dull, rate, edge, mask)
+    assert scores["energy_high_db"] < -60
+
+    half = high_band_scores(reference, reference * 0.5, rate, edge, mask)
+    assert abs(half["energy_high_db"] + 6.02) < 0.01
+
+    narrow = Bands(reference, rate).part(None, 7000.0)  # a reference with nothing above the edge
+    assert math.isnan(high_band_scores(narrow, reference, rate, edge, mask)["energy_high_db"])
+    assert math.isnan(high_band_scores(reference, reference, rate, edge, np.zeros(rate, bool))["si_sdr_high"])
