@@ -11,8 +11,8 @@ evidence, all scale-invariant:
   (this needs no solo context, and rejects sources of speakers heard only in
   the padding);
 * **voice**: the source's speaker embedding against the speaker's reference
-  embedding (from their solo speech elsewhere in the file), when a diarizer
-  that can embed is available;
+  embedding (from their solo speech elsewhere in the file): the diarizer's
+  embeddings, or with given turns (an RTTM) the embedded GE2E encoder's;
 * **continuity**: for chunks of a long overlap, the source must continue the
   previous chunk's source for that speaker in the audio both chunks share.
 

@@ -77,6 +77,7 @@ class Splitter:
         self._given_separator = separator
         self._diarizer: Loaded | None = None
         self._separator: Loaded | None = None
+        self._voice_embedder: Any = None
         self._announced: set[str] = set()
 
     # -- models -------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class Splitter:
             loaded = self.diarizer_status
             self._note_fallback(loaded, "diarization_fallback", run)
             return loaded.model
-        embedder = self._given_diarizer
+        embedder = self._embedder_for_given_turns(run)
         if isinstance(diarization, Diarization):
             return ReferenceDiarizer(diarization, "given", embedder=embedder)
         text = str(diarization)
@@ -266,6 +267,24 @@ class Splitter:
         if not path.is_file():
             raise InputError(f"diarization file not found: {text}")
         return ReferenceDiarizer(Diarization.from_rttm(path, uri), str(path), embedder=embedder)
+
+    def _embedder_for_given_turns(self, run: Run) -> Any:
+        """Voice embeddings for assignment (and voice profiles) when the turns are given.
+
+        A given diarizer object embeds; otherwise the embedded diarizer's GE2E
+        encoder does (loaded once, only when voice evidence is wanted), so that
+        an RTTM run still knows whose voice each separated source carries.
+        """
+        if self._given_diarizer is not None:
+            return self._given_diarizer
+        wanted = self.settings.assignment.embedding_weight > 0 or bool(self.settings.separation.voices)
+        if not wanted or self.settings.overlaps.policy != "separate" and not self.settings.separation.voices:
+            return None
+        if self._voice_embedder is None:
+            from .models.embedded.diarizer import VoiceEmbedder
+
+            self._voice_embedder = VoiceEmbedder(self.device)
+        return self._voice_embedder
 
     @staticmethod
     def _note_fallback(loaded: Loaded, key: str, run: Run) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -122,7 +123,7 @@ class Recording:
 
 
 def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: float = 0.8,
-               speech_set: str = "test-other") -> dict:
+               speech_set: str = "test-other", overrides: dict | None = None) -> dict:
     import podsep
     from podsep.lab.metrics import si_sdr as metric_si_sdr
     from podsep.lab.synth import ConversationSpec, generate_conversation
@@ -138,7 +139,7 @@ def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: 
         conversation = generate_conversation(speech, spec, 1000 + seed)
         recorder = Recording(separator)
         result = podsep.split(conversation.mixture, sample_rate=rate, diarization=conversation.diarization,
-                              separator=recorder, overrides={"diarization.cache": False})
+                              separator=recorder, overrides={"diarization.cache": False, **(overrides or {})})
         duplicate = podsep.split(conversation.mixture, sample_rate=rate, diarization=conversation.diarization,
                                  overrides={"overlaps.policy": "duplicate"})
         call_at = {}
@@ -234,6 +235,8 @@ def main() -> None:
                              "train-clean-100 to develop (tuning on test-other would spoil it)")
     parser.add_argument("--dialogue", action="store_true", help="the real phone dialogue dialogues/MUL1011.opus")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for the assignment runs (repeatable), e.g. assignment.embedding_weight=0")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -255,8 +258,9 @@ def main() -> None:
               f"{np.mean([r['podsep_sdri'] for r in rows]):>8.2f} {np.mean([r['peer_convtasnet'] for r in rows]):>8.2f} "
               f"{np.mean([r['peer_sdri'] for r in rows]):>12.2f}")
     if args.assignment:
+        overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
         report["assignment"] = a = assignment(separator, args.assignment, args.duration,
-                                                     speech_set=args.speech_set)
+                                              speech_set=args.speech_set, overrides=overrides)
         print(json.dumps(a, indent=1))
     if args.dialogue:
         report["dialogue"] = d = dialogue(separator)

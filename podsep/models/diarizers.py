@@ -199,7 +199,10 @@ class ReferenceDiarizer:
         return None if self.embedder is None else self.embedder.embed(waveforms, sample_rate)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "reference", "source": self.source}
+        described: dict[str, Any] = {"kind": "reference", "source": self.source}
+        if self.embedder is not None and hasattr(self.embedder, "describe"):
+            described["voice_embeddings"] = self.embedder.describe()
+        return described
 
 
 def folder_fingerprint(folder: Path) -> str:

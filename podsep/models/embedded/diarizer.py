@@ -143,8 +143,7 @@ class EmbeddedDiarizer:
         source with long silences is judged on its speech; a silent clip gives a
         zero row (it matches no one).
         """
-        rows = [self.encoder.embed_clip(to_mono_16k(w, sample_rate)) for w in waveforms]
-        return np.stack(rows) if rows else np.zeros((0, 256), dtype=np.float32)
+        return embed_clips(self.encoder, waveforms, sample_rate)
 
     def window_embeddings(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Raw (uncentred) unit embeddings of the sliding windows over a recording's speech,
@@ -253,6 +252,33 @@ class EmbeddedDiarizer:
         labels[speech] = np.argmax(scores[speech], axis=1)
         labels = _absorb_short_islands(labels, scores, int(round(self.settings.min_turn / step)))
         return labels, scores
+
+
+def embed_clips(encoder: GE2EEncoder, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray:
+    """(n, 256) unit GE2E embeddings of mono clips at any rate (zero rows for silent clips)."""
+    rows = [encoder.embed_clip(to_mono_16k(w, sample_rate)) for w in waveforms]
+    return np.stack(rows) if rows else np.zeros((0, 256), dtype=np.float32)
+
+
+class VoiceEmbedder:
+    """The embedded diarizer's voice embeddings alone (no VAD, no clustering).
+
+    When the turns come from the user (an RTTM, reference turns), nothing else
+    would tell podsep *whose voice* a separated source carries; this gives
+    assignment that evidence, and voice profiles their matching, at the cost
+    of one small LSTM.
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.encoder = GE2EEncoder(device)
+
+    def embed(self, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray:
+        """(n, 256) L2-normalised embeddings, as :meth:`EmbeddedDiarizer.embed`."""
+        return embed_clips(self.encoder, waveforms, sample_rate)
+
+    def describe(self) -> dict[str, Any]:
+        """What embeds the voices (for the manifest)."""
+        return {"kind": "podsep.embedded.VoiceEmbedder", "weights": "resemblyzer/pretrained.pt (GE2E)"}
 
 
 def to_mono_16k(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
