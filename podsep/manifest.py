@@ -79,6 +79,7 @@ def _window_entry(window: Window, outcome: WindowAssignment) -> dict[str, Any]:
         "assignment": outcome.source_index,
         "confidence": round(outcome.confidence, 4),
         "evidence": outcome.evidence,
+        "margins": outcome.margins,
         "gain_db": {s: (round(g, 2) if np.isfinite(g) else None) for s, g in outcome.gains_db.items()},
         "left_as_mixture": list(outcome.unassigned_speakers),
     }

@@ -132,6 +132,7 @@ def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: 
     agree_time = total_time = 0.0
     windows = wrong = wrong_confident = 0
     confidences: list[tuple[float, bool]] = []
+    wrong_cost: list[float] = []  # dB of (mean) SI-SDR the wrong windows gave away
     overlap_scores: dict[str, list[float]] = {"podsep": [], "duplicate": []}
     for seed in range(count):
         rate = 16000
@@ -167,6 +168,7 @@ def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: 
                 if not right:
                     wrong += 1
                     wrong_confident += entry["confidence"] >= high
+                    wrong_cost.append(float(score_other - score_chosen))
         overlap = np.zeros(conversation.num_samples, bool)
         for region in result.manifest["overlaps"]:
             overlap[int(region["start"] * rate):int(region["end"] * rate)] = True
@@ -183,6 +185,7 @@ def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: 
                             "accuracy": float(np.mean(inside)) if inside else None})
     return {"conversations": count, "windows": windows, "agreement_by_time": agree_time / max(total_time, 1e-9),
             "wrong_windows": wrong, "wrong_with_confidence_ge_%.1f" % high: wrong_confident,
+            "wrong_window_cost_db": sorted(round(c, 2) for c in wrong_cost),
             "overlap_si_sdr_podsep": float(np.mean(overlap_scores["podsep"])),
             "overlap_si_sdr_duplicate": float(np.mean(overlap_scores["duplicate"])),
             "per_conversation_gap_min": float(np.min(np.array(overlap_scores["podsep"]) - np.array(overlap_scores["duplicate"]))),

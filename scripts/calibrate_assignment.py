@@ -1,0 +1,144 @@
+"""Fit how much assignment should trust each kind of evidence, on *training* voices.
+
+podsep scores every (speaker, source) pairing of a window with context evidence
+(energy shares where each speaker talks alone, plus activity and continuity) and
+voice evidence (GE2E cosine similarity to the speaker's own solo speech), adds
+them with ``VOICE_SCALE`` and turns the sum into a confidence with a softmax
+temperature (``podsep/assignment.py``). This script measures those constants
+instead of guessing them:
+
+1. generates two-speaker conversations of ``librispeech/train-clean-100`` voices
+   (never the evaluation sets: calibrating on them would spoil their figures),
+2. splits each with the separator and the reference turns, recording the
+   separator's outputs,
+3. for every overlap window, asks which pairing of the outputs is really the
+   better one (SI-SDR against the references over the window's core) and reads
+   the per-evidence margins podsep wrote in the manifest,
+4. fits a logistic regression of "podsep's choice is the better one" on the
+   margins (no intercept: the problem is symmetric), once on context alone and
+   once on context and voice.
+
+The fitted context-only temperature is ``1 / a``; with voice,
+``VOICE_CONFIDENCE_TEMPERATURE = 1 / a`` and ``VOICE_SCALE = b / (a * 0.5)``
+(0.5 is the default ``assignment.embedding_weight``).
+
+    python scripts/calibrate_assignment.py --count 12 --json runs/calibration.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import podsep  # noqa: E402
+from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
+from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
+from score_separator import Recording, _locate, shared, si_sdr  # noqa: E402
+
+CONTEXT_KINDS = ("context", "activity", "continuity")
+
+
+def windows_of(separator: EmbeddedSeparator, seed: int, duration: float) -> list[dict]:
+    """Per overlap window of one generated conversation: margins, whether podsep chose right, seconds."""
+    rate = 16000
+    spec = ConversationSpec(num_speakers=2, duration=duration, sample_rate=rate, overlap_ratio=0.2)
+    conversation = generate_conversation(shared() / "data" / "librispeech" / "train-clean-100", spec, seed)
+    recorder = Recording(separator)
+    result = podsep.split(conversation.mixture, sample_rate=rate, diarization=conversation.diarization,
+                          separator=recorder, overrides={"diarization.cache": False, "separation.adapt": "off"})
+    calls = {round(_locate(conversation.mixture, window) / rate, 3): (_locate(conversation.mixture, window), out)
+             for window, out in recorder.calls}
+    rows = []
+    for region in result.manifest["overlaps"]:
+        for entry in region["windows"]:
+            start, out = calls[round(entry["start"], 3)]
+            a, b = int(entry["core_start"] * rate) - start, int(entry["core_end"] * rate) - start
+            labels = list(entry["assignment"])
+            if len(labels) != 2 or not entry.get("margins"):
+                continue
+            references = [conversation.references[s][start + a:start + b] for s in labels]
+            if min(np.sum(r ** 2) for r in references) < 1e-8:
+                continue
+            chosen = [entry["assignment"][s] for s in labels]
+            swapped = chosen[::-1]
+            score_chosen = np.mean([si_sdr(references[i], out[chosen[i], a:b]) for i in range(2)])
+            score_swapped = np.mean([si_sdr(references[i], out[swapped[i], a:b]) for i in range(2)])
+            margins = entry["margins"]
+            rows.append({"seed": seed, "seconds": (b - a) / rate, "right": bool(score_chosen >= score_swapped),
+                         "context": sum(margins.get(k, 0.0) for k in CONTEXT_KINDS),
+                         "voice": margins.get("voice"), "confidence": entry["confidence"]})
+    return rows
+
+
+def logistic(features: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood weights of P(outcome) = sigmoid(features @ w), no intercept (Newton steps)."""
+    weights = np.zeros(features.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-features @ weights))
+        gradient = features.T @ (outcome - p) - 1e-9 * weights
+        hessian = -(features.T * (p * (1 - p))) @ features - 1e-9 * np.eye(features.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        weights = weights - step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return weights
+
+
+def by_time(rows: list[dict], right: list[bool]) -> float:
+    total = sum(r["seconds"] for r in rows)
+    return sum(r["seconds"] for r, ok in zip(rows, right) if ok) / max(total, 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=None, help="separator weights (default: the shipped ones)")
+    parser.add_argument("--count", type=int, default=12, help="generated conversations")
+    parser.add_argument("--first-seed", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    separator = EmbeddedSeparator(args.weights).load()
+    rows = [row for seed in range(args.first_seed, args.first_seed + args.count)
+            for row in windows_of(separator, seed, args.duration)]
+    voiced = [r for r in rows if r["voice"] is not None]
+    outcome = np.array([1.0 if r["right"] else 0.0 for r in voiced])
+    # Margins are relative to podsep's choice, so "the choice is right" is symmetric in them.
+    context_only = logistic(np.array([[r["context"]] for r in voiced]), outcome)
+    joint = logistic(np.array([[r["context"], r["voice"]] for r in voiced]), outcome)
+    report = {
+        "weights": str(separator.weights), "sha256": separator.sha256, "windows": len(rows),
+        "windows_with_voice": len(voiced),
+        "agreement_by_time": {
+            "podsep": by_time(rows, [r["right"] for r in rows]),
+            "context_alone": by_time(voiced, [(r["context"] > 0) == r["right"] for r in voiced]),
+            "voice_alone": by_time(voiced, [(r["voice"] > 0) == r["right"] for r in voiced]),
+            "joint_fit": by_time(voiced, [((joint @ [r["context"], r["voice"]]) > 0) == r["right"] for r in voiced]),
+        },
+        "fit": {"CONFIDENCE_TEMPERATURE": 1.0 / context_only[0] if context_only[0] > 0 else None,
+                "VOICE_CONFIDENCE_TEMPERATURE": 1.0 / joint[0] if joint[0] > 0 else None,
+                "VOICE_SCALE": joint[1] / (joint[0] * 0.5) if joint[0] > 0 else None},
+        "calibration_of_podsep": [],
+    }
+    for low, high in ((0.5, 0.7), (0.7, 0.9), (0.9, 1.01)):
+        inside = [r["right"] for r in rows if low <= r["confidence"] < high]
+        report["calibration_of_podsep"].append({"confidence": f"{low:.1f}-{min(high, 1.0):.1f}",
+                                                "windows": len(inside),
+                                                "right": float(np.mean(inside)) if inside else None})
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
