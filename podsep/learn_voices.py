@@ -24,6 +24,7 @@ import numpy as np
 from .audio import ANALYSIS_RATE, Audio, FileAudio
 from .config import Settings
 from .diarization import Diarization
+from .errors import ModelError
 from .intervals import SpeakerActivity
 from .overlaps import OverlapRegion, Window
 from .run import Run
@@ -91,7 +92,13 @@ def voice_profile(settings: Settings, diarizer: Any, analysis: np.ndarray,
         return None, {}
     from .voices import load_profile
 
+    from .models.diarizers import voice_space
+
     profile = load_profile(settings.separation.voices)
+    space = voice_space(diarizer)
+    if profile is not None and profile.embedder and space and profile.embedder != space:
+        raise ModelError(f"voice profile {settings.separation.voices} holds {profile.embedder} voices; this run "
+                         f"embeds voices with {space} (use the diarizer the profile was made with, or a new folder)")
     activity = SpeakerActivity([(t.start, t.end, t.speaker) for t in found.turns], found.speakers, ANALYSIS_RATE,
                                len(analysis))
     voices = speaker_voices(diarizer, analysis, activity, settings.assignment.reference_speech)
@@ -107,15 +114,18 @@ def profile_names(profile: Any, voices: dict[str, np.ndarray], labels: list[str]
 
 
 def save_voice_profile(settings: Settings, profile: Any, voices: dict[str, np.ndarray], separator: Any,
-                        run: Run) -> dict[str, Any]:
-    """Update the show's profile with this episode's voices and separator; what the manifest says of it."""
+                        run: Run, space: str | None) -> dict[str, Any]:
+    """Update the show's profile with this episode's voices and separator; what the manifest says of it.
+
+    ``space`` names the embedding space of ``voices`` (see ``models.diarizers.voice_space``).
+    """
     from .voices import save_profile
 
     if not voices:
-        reason = "no voices to save: the diarizer in use cannot embed (an RTTM was given)"
+        reason = "no voices to save: no speaker had solo speech the voice embedder could use"
         run.warn(f"--voices: {reason}")
         return {"folder": settings.separation.voices, "saved": False, "reason": reason}
     saved = save_profile(settings.separation.voices, voices, separator=separator if is_embedded(separator) else None,
-                         previous=profile)
+                         previous=profile, embedder=space)
     return {"folder": settings.separation.voices, "saved": True, "voices": sorted(saved.voices),
             "started_from_profile": profile is not None}

@@ -31,7 +31,7 @@ from .intervals import SpeakerActivity
 from .learn_voices import is_embedded, learn_episode_voices, profile_names, save_voice_profile, voice_profile
 from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
-from .models.diarizers import Diarizer, ReferenceDiarizer
+from .models.diarizers import Diarizer, ReferenceDiarizer, voice_space
 from .models.factory import Loaded, build_diarizer, build_separator
 from .models.hub import pick_device
 from .models.separation import Separator
@@ -203,7 +203,7 @@ class Splitter:
                     windows, bounds = [], []
                 else:
                     assignments = separate_and_assign(source, windows, bounds, activity, diarizer, analysis,
-                                                      separator, settings, run, spill)
+                                                      separator, settings, run, spill, voices=voices)
 
             with run.stage("assembly") as stage:
                 plans = plan_tracks(activity, windows, bounds, assignments, policy, settings)
@@ -232,7 +232,8 @@ class Splitter:
             manifest["overlap_rendering"] = rendering_note(settings, separator, rate)
             manifest["adaptation"] = adaptation
             if settings.separation.voices:
-                manifest["voices"] = save_voice_profile(settings, profile, voices, separator, run)
+                manifest["voices"] = save_voice_profile(settings, profile, voices, separator, run,
+                                                       voice_space(diarizer))
             if staging is not None:
                 with run.stage("export") as stage:
                     if settings.output.extras:

@@ -39,18 +39,22 @@ def separate_and_assign(
     settings: Settings,
     run: Run,
     spill: SpillStore,
+    voices: dict[str, np.ndarray] | None = None,
 ) -> list[WindowAssignment]:
     """Separate each window and assign its sources at once, keeping only what assembly needs.
 
     A window is final once trimmed for the last time (after its successor
     chunk has read the audio they share); final windows go to ``spill``.
+    ``voices``: the speakers' reference embeddings when the run already has
+    them (a voice profile run), so they are not computed twice.
     """
     rate = source.sample_rate
     speakers = activity.speakers
     references: dict[str, np.ndarray] = {}
     with run.stage("separation"):
         if settings.assignment.embedding_weight > 0:
-            references = reference_embeddings(diarizer, analysis, activity, settings.assignment.reference_speech)
+            references = dict(voices) if voices else reference_embeddings(
+                diarizer, analysis, activity, settings.assignment.reference_speech)
         rendering = settings.assembly.overlap_rendering
         band_hz = separator_band(separator, rate)
         profiles = speaker_profiles(source, activity) if rendering == "rebuild" and band_hz is not None else None

@@ -113,6 +113,11 @@ class PyannoteDiarizer:
         self._loaded_from = str(path) if is_local else self.source
         return self
 
+    @property
+    def voice_space(self) -> str:
+        """Which embedding space :meth:`embed` returns (voice profiles refuse to mix spaces)."""
+        return f"pyannote:{self.source}"
+
     def describe(self) -> dict[str, Any]:
         description = {
             "kind": "pyannote.audio.Pipeline",
@@ -198,11 +203,25 @@ class ReferenceDiarizer:
     def embed(self, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray | None:
         return None if self.embedder is None else self.embedder.embed(waveforms, sample_rate)
 
+    @property
+    def voice_space(self) -> str | None:
+        """The embedding space of the embedder that stands in for a diarizer, if any."""
+        return voice_space(self.embedder)
+
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"kind": "reference", "source": self.source}
         if self.embedder is not None and hasattr(self.embedder, "describe"):
             described["voice_embeddings"] = self.embedder.describe()
         return described
+
+
+def voice_space(model: Any) -> str | None:
+    """Name of the embedding space a diarizer's (or embedder's) ``embed`` returns, or None.
+
+    Voice profiles record it: cosine similarities between embeddings of two
+    different models mean nothing, so a profile only matches its own space.
+    """
+    return None if model is None else getattr(model, "voice_space", None)
 
 
 def folder_fingerprint(folder: Path) -> str:

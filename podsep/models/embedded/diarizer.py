@@ -77,6 +77,9 @@ class EmbeddedDiarizer:
     :class:`ClusteringSettings` with a ``cluster_`` prefix.
     """
 
+    #: GE2E (resemblyzer weights): the space :meth:`embed` returns, recorded by voice profiles.
+    voice_space = "ge2e"
+
     def __init__(self, device: str = "cpu", **tunables: Any) -> None:
         self.device = device
         self.vad_settings, self.cluster_settings, self.settings = _split_tunables(tunables)
@@ -268,6 +271,8 @@ class VoiceEmbedder:
     assignment that evidence, and voice profiles their matching, at the cost
     of one small LSTM.
     """
+
+    voice_space = "ge2e"  # the same space as EmbeddedDiarizer.embed
 
     def __init__(self, device: str = "cpu") -> None:
         self.encoder = GE2EEncoder(device)
