@@ -313,12 +313,42 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def average_snapshots(run_dir: Path, first_step: int, final: dict) -> tuple[dict, list[int]]:
+    """Mean of the model weights saved in ``run_dir/snapshots/step-N.pt`` for N >= ``first_step``.
+
+    Averaging the checkpoints of the last, low-learning-rate part of a cosine
+    schedule (as in stochastic weight averaging) smooths out the step-to-step
+    noise of small-batch training; the steps to average are fixed before
+    looking at any score.
+    """
+    snapshots = {}
+    for path in sorted((run_dir / "snapshots").glob("step-*.pt")):
+        step = int(path.stem.split("-")[1])
+        if step >= first_step:
+            snapshots[step] = path
+    if int(final["step"]) not in snapshots:
+        raise SystemExit(f"the final checkpoint (step {final['step']}) has no snapshot; nothing averaged")
+    total = None
+    for path in snapshots.values():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["config"] != final["config"]:
+            raise SystemExit(f"{path} has another network shape")
+        model = {k: v.double() for k, v in state["model"].items()}
+        total = model if total is None else {k: total[k] + model[k] for k in total}
+    mean = {k: (v / len(snapshots)).to(final["model"][k].dtype) for k, v in total.items()}
+    return mean, sorted(snapshots)
+
+
 def export(run_dir: Path, destination: Path, args) -> None:
     """Write the shipped weights: a plain state dict, the config and the recipe."""
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    weights, averaged = state["model"], []
+    if args.average_from is not None:
+        weights, averaged = average_snapshots(run_dir, args.average_from, state)
+        print(f"averaged the weights of steps {averaged}")
     payload = {
         "config": state["config"],
-        "state_dict": state["model"],
+        "state_dict": weights,
         "recipe": {
             "script": "scripts/train_separator.py",
             "command": state["command"],
@@ -328,6 +358,7 @@ def export(run_dir: Path, destination: Path, args) -> None:
             "train_seconds": float(state["elapsed"]),
             "final_heldout_si_sdri_db": float(state["log"][-1]["val_si_sdri"]) if state["log"] else None,
             "data": "librispeech/train-clean-100, vctk16k, arctic-sisec (dynamic mixing)",
+            "averaged_steps": averaged,
         },
     }
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -358,6 +389,8 @@ def main() -> None:
     parser.add_argument("--config", type=str, default="{}", help="JSON overrides of ConvTasNetConfig")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--export", type=Path, default=None, help="write shipped weights and exit")
+    parser.add_argument("--average-from", type=int, default=None,
+                        help="with --export: average the snapshots/step-N.pt weights with N >= this step")
     parser.add_argument("--speechbrain", type=Path, default=None,
                         help="with --export: also write a speechbrain-format model folder here")
     args = parser.parse_args()
