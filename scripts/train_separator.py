@@ -36,6 +36,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -389,6 +390,8 @@ def main() -> None:
     parser.add_argument("--config", type=str, default="{}", help="JSON overrides of ConvTasNetConfig")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--export", type=Path, default=None, help="write shipped weights and exit")
+    parser.add_argument("--snapshot-from", type=int, default=None,
+                        help="keep a copy of every checkpoint from this step on (snapshots/step-N.pt)")
     parser.add_argument("--average-from", type=int, default=None,
                         help="with --export: average the snapshots/step-N.pt weights with N >= this step")
     parser.add_argument("--speechbrain", type=Path, default=None,
@@ -443,6 +446,9 @@ def main() -> None:
                      "optimiser": optimiser.state_dict(), "step": step, "elapsed": elapsed,
                      "log": log, "seed": args.seed, "command": command, "resumes": resumes}, ckpt_path)
         (args.run_dir / "log.json").write_text(json.dumps(log, indent=1))
+        if args.snapshot_from is not None and step >= args.snapshot_from:  # for --export --average-from
+            (args.run_dir / "snapshots").mkdir(exist_ok=True)
+            shutil.copyfile(ckpt_path, args.run_dir / "snapshots" / f"step-{step:05d}.pt")
 
     end = args.total_steps if args.stop_after_steps is None else min(args.total_steps, args.stop_after_steps)
     running = float("nan")
