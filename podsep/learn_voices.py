@@ -69,12 +69,25 @@ def learn_episode_voices(separator: Any, source: Audio | FileAudio, activity: Sp
             stage.artifact = entry
             return separator, entry
         result = adapt_separator(separator, solo, list(plan.pairs), plan.steps, seed=seed_of(fingerprint),
-                                 hook=run.hook, overlap_seconds=overlap_statistics(regions), budget_s=plan.budget_s)
+                                 hook=run.hook, overlap_seconds=overlap_statistics(regions), budget_s=plan.budget_s,
+                                 workers=adaptation_workers())
         entry.update(result.to_manifest())
         if mode == "on" and not result.used:
             run.warn(f"--adapt: {result.reason}")
         stage.artifact = entry
     return (result.separator if result.used else separator), entry
+
+
+def adaptation_workers() -> int:
+    """How many workers share each adaptation step: the torch threads this process may use
+    (podsep's CLI sets them from the free cores; a batch worker gets its share), at most
+    the step's micro-batches. The weights do not depend on it, only the wall time does:
+    the budget is counted in 2-core compute, so one worker takes twice as long."""
+    import torch
+
+    from .adapt import MICRO_BATCHES
+
+    return max(1, min(MICRO_BATCHES, torch.get_num_threads()))
 
 
 def speaker_voices(diarizer: Any, analysis: np.ndarray, activity: SpeakerActivity,

@@ -33,6 +33,7 @@ from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
 from .models.diarizers import Diarizer, ReferenceDiarizer, voice_space
 from .models.factory import Loaded, build_diarizer, build_separator
+from .threads import threads_for_a_library_call
 from .models.hub import pick_device
 from .models.separation import Separator
 from .overlaps import Window, find_overlap_regions, plan_windows
@@ -143,8 +144,9 @@ class Splitter:
         run = Run(hook, quiet_warnings=frozenset(self._announced))
         source = _open(audio, sample_rate)
         try:
-            return self._split_source(source, label, stem, folder, settings, run, names=names,
-                                      diarization=diarization, overwrite=overwrite)
+            with threads_for_a_library_call():
+                return self._split_source(source, label, stem, folder, settings, run, names=names,
+                                          diarization=diarization, overwrite=overwrite)
         finally:
             self._announced.update(run.warnings)
             source.close()

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -115,6 +117,34 @@ def _threads_from_environment() -> int | None:
     return value if value > 0 else None
 
 
+_configured = False  # set once podsep's CLI or batch worker chose this process's threads
+
+
+@contextmanager
+def threads_for_a_library_call() -> Iterator[int]:
+    """While ``podsep.split`` runs inside someone else's program: torch threads within the free cores.
+
+    torch starts one thread per core; on a machine where another job keeps a
+    core busy, two threads made a 90 s split take 210 s instead of 2 s (every
+    parallel region waits for the thread that shares the busy core). The CLI
+    and batch workers choose their threads up front (:func:`configure_threads`,
+    which this leaves alone, as it does an explicit single thread); a library
+    call gets the free cores for its duration and the caller's setting back.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if _configured or previous <= 1 or _threads_from_environment() is not None:
+        yield previous
+        return
+    allowed = max(1, min(previous, free_cores()))
+    torch.set_num_threads(allowed)
+    try:
+        yield allowed
+    finally:
+        torch.set_num_threads(previous)
+
+
 def configure_threads(n: int | None) -> int:
     """Make this process use ``n`` CPU threads in torch, OpenMP, MKL and OpenBLAS; returns ``n``.
 
@@ -123,9 +153,11 @@ def configure_threads(n: int | None) -> int:
     variables are set for libraries not loaded yet and for child processes;
     torch and loaded BLAS libraries are told directly.
     """
+    global _configured
     if n is None:
         n = _threads_from_environment() or threads_per_worker(1)
     n = max(1, int(n))
+    _configured = True
     for name in THREAD_VARIABLES:
         os.environ[name] = str(n)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when OpenMP loads, i.e. with torch below

@@ -203,3 +203,60 @@ def test_generated_overlaps_are_never_heard_alone(shared_dir: Path) -> None:
     with pytest.raises(podsep.PodsepError):  # one utterance per speaker cannot hold a reserve
         generate_conversation(shared_dir / "data" / "librispeech" / "train-clean-100",
                               ConversationSpec(duration=20.0, unique_overlaps=True), 0)
+
+
+@pytest.fixture(scope="module")
+def episode(shared_dir: Path):
+    """90 s of two held-out voices with reference turns: enough solo speech to adapt."""
+    spec = ConversationSpec(num_speakers=2, duration=90.0, overlap_ratio=0.15)
+    return generate_conversation(shared_dir / "data" / "librispeech" / "test-other", spec, 21)
+
+
+def _split_adapting(episode, weights: Path, workers: int, monkeypatch, **overrides):
+    # The worker count follows torch's thread count (see adaptation_workers); set it directly here,
+    # since two torch threads on a machine another job keeps busy make everything else crawl.
+    monkeypatch.setattr("podsep.learn_voices.adaptation_workers", lambda: workers)
+    return podsep.split(episode.mixture, sample_rate=episode.sample_rate, diarization=episode.diarization,
+                        separator=EmbeddedSeparator(weights), overrides={
+                            "diarization.cache": False, "separation.adapt": "on",
+                            "separation.adapt_budget": adapt.FIXED_COST_S + 4 * adapt.SECONDS_PER_STEP,
+                            **overrides})
+
+
+def test_adaptation_workers_follow_the_threads_podsep_may_use():
+    from podsep.learn_voices import adaptation_workers
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert adaptation_workers() == 1
+        torch.set_num_threads(4)
+        assert adaptation_workers() == adapt.MICRO_BATCHES == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_the_pipeline_adapts_with_two_workers_and_the_tracks_do_not_depend_on_it(episode, weights, monkeypatch):
+    """The pipeline's adaptation stage: the budget buys a fixed number of steps, shared by the
+    workers (two on two free cores: half the wall time), with byte-identical tracks."""
+    two = _split_adapting(episode, weights, 2, monkeypatch)
+    one = _split_adapting(episode, weights, 1, monkeypatch)
+    for result, workers in ((two, 2), (one, 1)):
+        entry = result.manifest["adaptation"]
+        assert entry["mode"] == "on" and entry["steps"] == 4 and entry["workers"] == workers
+        assert entry["validation_si_sdri_db"]["generic"] is not None
+    for speaker in two.tracks:
+        assert np.array_equal(two.tracks[speaker], one.tracks[speaker]), speaker
+    assert "adaptation" in two.manifest["timings"]
+
+
+def test_adapt_on_without_enough_solo_speech_warns_and_separates_with_the_generic_model(shared_dir, weights,
+                                                                                       monkeypatch):
+    spec = ConversationSpec(num_speakers=2, duration=20.0, overlap_ratio=0.3)
+    short = generate_conversation(shared_dir / "data" / "librispeech" / "test-other", spec, 3)
+    result = _split_adapting(short, weights, 1, monkeypatch)
+    entry = result.manifest["adaptation"]
+    assert entry["used"] is False and "solo speech" in entry["reason"]
+    assert any(w.startswith("--adapt:") and "generic model" in w for w in result.manifest["warnings"])
+    assert set(result.tracks) == set(short.diarization.speakers)
+    assert any(r["windows"] for r in result.manifest["overlaps"])  # still separated

@@ -177,6 +177,7 @@ def test_threads_are_divided_between_workers_and_set_everywhere(monkeypatch):
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                  "VECLIB_MAXIMUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("podsep.threads._configured", False)  # restored after the test
     before = torch.get_num_threads()
     try:
         assert configure_threads(1) == 1
@@ -197,3 +198,46 @@ def test_missing_ray_is_one_line_saying_how_to_install_it(monkeypatch):
     with pytest.raises(PodsepError) as caught:
         import_ray()
     assert "pip install 'podsep[ray]'" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_library_call_uses_the_free_cores_and_gives_the_threads_back(monkeypatch):
+    """podsep.split inside someone else's program: torch's one-thread-per-core default is
+    brought within the free cores for the call, then restored; a choice made by podsep's
+    CLI, an explicit OMP_NUM_THREADS or a single thread is left alone."""
+    import numpy as np
+    import torch
+
+    import podsep
+    from podsep import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "_configured", False)
+    monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 1)
+    before = torch.get_num_threads()
+    seen = []
+
+    class CountingSeparator:
+        sample_rate = 16000
+
+        def __call__(self, mixture, rate):
+            seen.append(torch.get_num_threads())
+            return np.stack([mixture * 0.5, mixture * 0.5])
+
+    try:
+        torch.set_num_threads(3)
+        with threads.threads_for_a_library_call() as allowed:
+            assert allowed == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        rate = 16000
+        rng = np.random.default_rng(0)
+        audio = (rng.standard_normal(6 * rate) * 0.1).astype(np.float32)
+        turns = podsep.Diarization.from_turns([(0.0, 4.0, "A"), (2.0, 6.0, "B")])
+        podsep.split(audio, sample_rate=rate, diarization=turns, separator=CountingSeparator(),
+                     overrides={"assignment.embedding_weight": 0.0, "separation.adapt": "off"})
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 3
+        monkeypatch.setattr(threads, "_configured", True)
+        with threads.threads_for_a_library_call() as allowed:
+            assert allowed == 3
+    finally:
+        torch.set_num_threads(before)
