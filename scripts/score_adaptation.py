@@ -259,7 +259,8 @@ def main() -> None:
     parser.add_argument("--embedded-budget", default="default", help="the budget used with the embedded diarizer")
     parser.add_argument("--seed", type=int, default=0, help="adaptation seed")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1, help="adaptation workers (the weights do not depend on it)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="adaptation workers (the weights do not depend on it; podsep uses 2 on 2 free cores)")
     parser.add_argument("--reuse", type=int, default=0,
                         help="also N pairs of episodes of the same two voices: a voice profile from the first, "
                              "reused on the second (90 s episodes)")
