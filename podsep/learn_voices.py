@@ -103,9 +103,8 @@ def voice_profile(settings: Settings, diarizer: Any, analysis: np.ndarray,
     """The show's voice profile (``separation.voices``) and this episode's voices by diarizer label."""
     if not settings.separation.voices:
         return None, {}
-    from .voices import load_profile
-
     from .models.diarizers import voice_space
+    from .voices import load_profile
 
     profile = load_profile(settings.separation.voices)
     space = voice_space(diarizer)

@@ -33,7 +33,6 @@ from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
 from .models.diarizers import Diarizer, ReferenceDiarizer, voice_space
 from .models.factory import Loaded, build_diarizer, build_separator
-from .threads import threads_for_a_library_call
 from .models.hub import pick_device
 from .models.separation import Separator
 from .overlaps import Window, find_overlap_regions, plan_windows
@@ -42,6 +41,7 @@ from .result import SplitResult, Tracks
 from .run import Run
 from .separate import rendering_note, separate_and_assign
 from .spill import SpillStore
+from .threads import threads_for_a_library_call
 
 ProgressHook = Callable[..., Any]
 SILENCE_PEAK = 1e-5  # -100 dBFS: below this the input is treated as digital silence
@@ -259,7 +259,7 @@ class Splitter:
             loaded = self.diarizer_status
             self._note_fallback(loaded, "diarization_fallback", run)
             return loaded.model
-        embedder = self._embedder_for_given_turns(run)
+        embedder = self._embedder_for_given_turns()
         if isinstance(diarization, Diarization):
             return ReferenceDiarizer(diarization, "given", embedder=embedder)
         text = str(diarization)
@@ -271,7 +271,7 @@ class Splitter:
             raise InputError(f"diarization file not found: {text}")
         return ReferenceDiarizer(Diarization.from_rttm(path, uri), str(path), embedder=embedder)
 
-    def _embedder_for_given_turns(self, run: Run) -> Any:
+    def _embedder_for_given_turns(self) -> Any:
         """Voice embeddings for assignment (and voice profiles) when the turns are given.
 
         A given diarizer object embeds; otherwise the embedded diarizer's GE2E
@@ -280,8 +280,9 @@ class Splitter:
         """
         if self._given_diarizer is not None:
             return self._given_diarizer
-        wanted = self.settings.assignment.embedding_weight > 0 or bool(self.settings.separation.voices)
-        if not wanted or self.settings.overlaps.policy != "separate" and not self.settings.separation.voices:
+        settings = self.settings
+        voice_evidence = settings.assignment.embedding_weight > 0 and settings.overlaps.policy == "separate"
+        if not voice_evidence and not settings.separation.voices:
             return None
         if self._voice_embedder is None:
             from .models.embedded.diarizer import VoiceEmbedder
