@@ -55,8 +55,10 @@ def windows_of(separator: EmbeddedSeparator, seed: int, duration: float) -> list
     recorder = Recording(separator)
     result = podsep.split(conversation.mixture, sample_rate=rate, diarization=conversation.diarization,
                           separator=recorder, overrides={"diarization.cache": False, "separation.adapt": "off"})
-    calls = {round(_locate(conversation.mixture, window) / rate, 3): (_locate(conversation.mixture, window), out)
-             for window, out in recorder.calls}
+    calls = {}
+    for window, out in recorder.calls:
+        start = _locate(conversation.mixture, window)
+        calls[round(start / rate, 3)] = (start, out)
     rows = []
     for region in result.manifest["overlaps"]:
         for entry in region["windows"]:
