@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 
 from .audio import resample
+from .config import ADAPT_MODES
 from .intervals import SpeakerActivity
 
-MODES = ("off", "on", "auto")
+MODES = ADAPT_MODES  # the config's own list: one place says which modes exist
 
 #: Seconds of 2-core compute given to adaptation: ``max(MIN_BUDGET_S, BUDGET_FRACTION * duration)``.
 MIN_BUDGET_S = 60.0
