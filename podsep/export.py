@@ -42,6 +42,24 @@ def check_destination(folder: Path, overwrite: bool) -> None:
         raise OutputError(f"output folder {parent} is not writable")
 
 
+def write_atomically(path: Path, write: Any) -> None:
+    """Call ``write(temporary_path)`` on a file beside ``path``, then rename it over ``path``.
+
+    A reader sees the old file or the whole new one, never half of it; the file
+    gets the permissions an ordinary file would (mkstemp makes 0600), and the
+    temporary file is removed when writing fails.
+    """
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe version of a speaker name or stem (keeps letters of any script)."""
     text = unicodedata.normalize("NFC", text).strip()

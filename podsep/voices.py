@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +177,7 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
     """
     import torch
 
-    from .export import safe_name
+    from .export import safe_name, write_atomically
 
     folder = Path(folder).expanduser()
     (folder / VOICES_DIR).mkdir(parents=True, exist_ok=True)
@@ -199,7 +198,7 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
         payload = {"config": network.config.to_dict(),
                    "state_dict": {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
                    "recipe": _plain(dict(getattr(separator, "recipe", {}) or {}))}
-        _atomic(folder / WEIGHTS_FILE, lambda path: torch.save(payload, path))
+        write_atomically(folder / WEIGHTS_FILE, lambda path: torch.save(payload, path))
         import hashlib
 
         sha = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
@@ -212,14 +211,14 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
             k += 1
             file = f"{stem}_{k}.npy"
         used.add(file.lower())
-        _atomic(folder / VOICES_DIR / file, lambda path, v=voices[name]: _save_npy(path, v))
+        write_atomically(folder / VOICES_DIR / file, lambda path, v=voices[name]: _save_npy(path, v))
         entries.append({"name": name, "file": file, "episodes": episodes[name]})
     from . import __version__
 
     meta = {"version": PROFILE_VERSION, "podsep": __version__, "embedder": embedder or
             (previous.embedder if previous is not None else None), "weights": WEIGHTS_FILE if sha else None,
             "weights_sha256": sha, "voices": entries, "notes": _plain(dict(notes or {}))}
-    _atomic(folder / PROFILE_FILE,
+    write_atomically(folder / PROFILE_FILE,
             lambda path: path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
     return VoiceProfile(folder, voices, episodes, meta["embedder"], sha, meta["notes"])
 
@@ -242,15 +241,3 @@ def _plain(value: Any) -> Any:
 def _save_npy(path: Path, vector: np.ndarray) -> None:
     with open(path, "wb") as handle:
         np.save(handle, np.asarray(vector, dtype=np.float32), allow_pickle=False)
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -32,3 +32,15 @@ def test_a_nested_recipe_and_numpy_notes_survive_a_safe_round_trip(tmp_path: Pat
     profile = load_profile(tmp_path / "show")
     assert profile.notes == {"gain_db": 1.25, "pairs": [["A", "B"]], "counts": {"A": 3}}
     assert set(profile.voices) == {"A"}
+
+
+def test_profile_files_are_ordinary_files_and_no_temporary_is_left(tmp_path: Path) -> None:
+    import os
+
+    from podsep.audio import current_umask
+
+    save_profile(tmp_path / "show", {"A": np.ones(4, np.float32)}, embedder="ge2e")
+    files = [p for p in (tmp_path / "show").rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["A.npy", "profile.json"]
+    for path in files:
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~current_umask()
