@@ -21,10 +21,10 @@ from .intervals import SpeakerActivity
 from .models.separation import iter_separated
 from .overlaps import Window
 from .run import Run
-from .reconstruct import power_profile, rebuild_window
+from .reconstruct import VoiceSpectrum, rebuild_window
 from .spill import SpillStore
 
-PROFILE_SECONDS = 20.0  # solo speech per speaker used for their spectral profile
+PROFILE_SECONDS = 20.0  # solo speech per speaker used to learn their spectrum above the separator's band
 CERTAIN = 0.95  # assignment confidence from which a window is rendered without blending
 
 
@@ -57,7 +57,7 @@ def separate_and_assign(
                 diarizer, analysis, activity, settings.assignment.reference_speech)
         rendering = settings.assembly.overlap_rendering
         band_hz = separator_band(separator, rate)
-        profiles = speaker_profiles(source, activity) if rendering == "rebuild" and band_hz is not None else None
+        spectra = speaker_spectra(source, activity, band_hz) if rendering == "rebuild" and band_hz is not None else None
         results: list[WindowAssignment | None] = [None] * len(windows)
         previous_by_region: dict[int, int] = {}
         assign_seconds = 0.0
@@ -95,7 +95,7 @@ def separate_and_assign(
                          f"separated the {len(outcome.source_index)} most active, "
                          f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
             if rendering == "rebuild":
-                rebuild(outcome, audio, sources, rate, band_hz, profiles)
+                rebuild(outcome, audio, sources, rate, band_hz, spectra)
             results[index] = outcome
             if earlier_index is not None and results[earlier_index] is not None:
                 trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
@@ -121,16 +121,25 @@ def separator_band(separator: Any, rate: int) -> float | None:
     return model_rate / 2.0
 
 
-def speaker_profiles(source: Audio | FileAudio, activity: SpeakerActivity,
-                     seconds: float = PROFILE_SECONDS) -> dict[str, np.ndarray]:
-    """Each speaker's solo power spectrum at the input's rate (how bright their voice is above the model's band)."""
-    profiles = {}
+def speaker_spectra(source: Audio | FileAudio, activity: SpeakerActivity, band_hz: float,
+                    seconds: float = PROFILE_SECONDS) -> dict[str, VoiceSpectrum]:
+    """Each speaker's :class:`VoiceSpectrum`, learnt from their longest solo stretches at the input's rate."""
+    spectra = {}
     for speaker in activity.speakers:
         runs = activity.longest_solo_runs(speaker, seconds, min_seconds=0.2)
         if runs:
             voice = np.concatenate([source.read(a, b).mean(axis=0) for a, b in runs])
-            profiles[speaker] = power_profile(voice, source.sample_rate)
-    return profiles
+            spectra[speaker] = VoiceSpectrum.measure(voice, source.sample_rate, band_hz)
+    return spectra
+
+
+def average_voice(spectra: list[VoiceSpectrum]) -> VoiceSpectrum:
+    """A generic voice for an output assigned to nobody: the mean profile, and the mean regression
+    (predicting the mean, in dB, of what the voices would predict)."""
+    extensions = [s.extension for s in spectra]
+    extension = np.mean(extensions, axis=0) if all(e is not None for e in extensions) else None
+    first = spectra[0]
+    return VoiceSpectrum(first.sample_rate, first.band_hz, np.mean([s.profile for s in spectra], axis=0), extension)
 
 
 def certainty_of(confidence: float) -> float:
@@ -145,19 +154,22 @@ def certainty_of(confidence: float) -> float:
 
 
 def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, rate: int, band_hz: float | None,
-            profiles: dict[str, np.ndarray] | None) -> None:
+            spectra: dict[str, VoiceSpectrum] | None) -> None:
     """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`)."""
     assigned = outcome.speakers
     order = [outcome.source_index[s] for s in assigned]
     order += [j for j in range(sources.shape[0]) if j not in order]  # unassigned outputs stay in the sum
-    stack = None
-    if profiles and all(s in profiles for s in assigned):
-        flat = np.mean([profiles[s] for s in assigned], axis=0)
-        stack = np.stack([profiles[s] for s in assigned] + [flat] * (len(order) - len(assigned)))
+    voices = None
+    above = None
+    if spectra and all(s in spectra for s in assigned):
+        known = [spectra[s] for s in assigned]
+        voices = known + [average_voice(known)] * (len(order) - len(assigned))
+        above = "voice regression" if all(v.extension is not None for v in voices) else "solo tilt"
     certainty = certainty_of(outcome.confidence)
-    shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, profiles=stack, certainty=certainty)
-    description = {"method": "rebuild", "certainty": round(certainty, 4),
-                   "model_band_hz": band_hz}
+    shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty)
+    description = {"method": "rebuild", "certainty": round(certainty, 4), "model_band_hz": band_hz}
+    if band_hz is not None:
+        description["above_band"] = above or "even tilt"
     outcome.render_with({s: shares[i] for i, s in enumerate(assigned)}, description)
 
 
