@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..audio import current_umask
 from ..errors import OutputError
+from ..export import write_atomically
 from .inputs import Episode
 
 REPORT_NAME = "batch-report.csv"
@@ -69,11 +67,7 @@ def write_report(output: Path, rows: Sequence[Row]) -> Path:
     for row in rows:
         writer.writerow(row.cells(output))
     try:
-        handle, temporary = tempfile.mkstemp(dir=output, prefix=".batch-report.", suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(buffer.getvalue())
-        os.chmod(temporary, 0o666 & ~current_umask())
-        os.replace(temporary, path)
+        write_atomically(path, lambda temporary: temporary.write_text(buffer.getvalue(), encoding="utf-8", newline=""))
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
     return path

@@ -28,16 +28,15 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..audio import current_umask
 from ..config import Settings
 from ..errors import OutputError
+from ..export import write_atomically
 from .inputs import Episode
 
 RECORD_FORMAT = "podsep-batch-status/1"
@@ -64,20 +63,15 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     first = {key: record[key] for key in ("status", "episode", "error") if key in record}
     record = dict(first, **{k: v for k, v in record.items() if k not in first}, format=RECORD_FORMAT, updated_at=now())
     text = json.dumps(record, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())  # a record survives a crash of the machine, not just of the worker
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes 0600; a record is an ordinary file
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_atomically(path, write)
     except OSError as error:
         raise OutputError(f"cannot write status record {path}: {error.strerror or error}") from error
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..diarization import Diarization
 from ..errors import PodsepError
+from ..export import write_atomically
 from .hub import podsep_cache_root
 
 
@@ -44,10 +43,7 @@ def store_entry(path: Path, diarization: Diarization) -> bool:
     """Write an entry atomically; returns whether it was stored."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".entry-")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(diarization.to_rttm("cached"))
-        os.replace(temporary, path)
+        write_atomically(path, lambda temporary: temporary.write_text(diarization.to_rttm("cached"), encoding="utf-8"))
         return True
     except OSError:
         return False
