@@ -162,6 +162,15 @@ class VoiceSpectrum:
             extension = _fit_extension(features, targets)
         return cls(sample_rate, band_hz, profile, extension)
 
+    @classmethod
+    def average(cls, voices: Sequence["VoiceSpectrum"]) -> "VoiceSpectrum":
+        """A generic voice (for an output assigned to nobody): the mean profile, and the mean
+        regression, which predicts the mean in dB of what the voices would predict."""
+        extensions = [v.extension for v in voices]
+        extension = np.mean(extensions, axis=0) if all(e is not None for e in extensions) else None
+        first = voices[0]
+        return cls(first.sample_rate, first.band_hz, np.mean([v.profile for v in voices], axis=0), extension)
+
     @staticmethod
     def _bands(freqs: np.ndarray, band_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         edge = BAND_MARGIN * band_hz

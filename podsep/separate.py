@@ -133,15 +133,6 @@ def speaker_spectra(source: Audio | FileAudio, activity: SpeakerActivity, band_h
     return spectra
 
 
-def average_voice(spectra: list[VoiceSpectrum]) -> VoiceSpectrum:
-    """A generic voice for an output assigned to nobody: the mean profile, and the mean regression
-    (predicting the mean, in dB, of what the voices would predict)."""
-    extensions = [s.extension for s in spectra]
-    extension = np.mean(extensions, axis=0) if all(e is not None for e in extensions) else None
-    first = spectra[0]
-    return VoiceSpectrum(first.sample_rate, first.band_hz, np.mean([s.profile for s in spectra], axis=0), extension)
-
-
 def certainty_of(confidence: float) -> float:
     """How far to trust an assignment when sharing: 0 at a coin toss, 1 from :data:`CERTAIN` up.
 
@@ -163,7 +154,7 @@ def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, r
     above = None
     if spectra and all(s in spectra for s in assigned):
         known = [spectra[s] for s in assigned]
-        voices = known + [average_voice(known)] * (len(order) - len(assigned))
+        voices = known + [VoiceSpectrum.average(known)] * (len(order) - len(assigned))
         above = "voice regression" if all(v.extension is not None for v in voices) else "solo tilt"
     certainty = certainty_of(outcome.confidence)
     shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty)

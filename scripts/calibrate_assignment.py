@@ -40,9 +40,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import podsep  # noqa: E402
+from podsep.lab.oracle import locate_window  # noqa: E402
 from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
 from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
-from score_separator import Recording, _locate, shared, si_sdr  # noqa: E402
+from score_separator import Recording, shared, si_sdr  # noqa: E402
 
 CONTEXT_KINDS = ("context", "activity", "continuity")
 
@@ -57,7 +58,7 @@ def windows_of(separator: EmbeddedSeparator, seed: int, duration: float) -> list
                           separator=recorder, overrides={"diarization.cache": False, "separation.adapt": "off"})
     calls = {}
     for window, out in recorder.calls:
-        start = _locate(conversation.mixture, window)
+        start = locate_window(conversation.mixture, window)
         calls[round(start / rate, 3)] = (start, out)
     rows = []
     for region in result.manifest["overlaps"]:

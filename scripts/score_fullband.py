@@ -86,6 +86,7 @@ from podsep.audio import resample  # noqa: E402
 from podsep.diarization import Diarization  # noqa: E402
 from podsep.errors import ModelError  # noqa: E402
 from podsep.lab.metrics import Bands, overlap_regions_mask, si_sdr  # noqa: E402
+from podsep.lab.oracle import locate_window  # noqa: E402
 from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
 
 RENDERINGS = {
@@ -229,16 +230,6 @@ def libri_cases(count: int, *, reverb: bool = False, dev: bool = False) -> list[
 # separators
 
 
-def locate(mixture: np.ndarray, window: np.ndarray) -> int:
-    """Where a separator's (mono) window starts in the mono mixture."""
-    nonzero = np.flatnonzero(window)
-    k = int(nonzero[0]) if nonzero.size else 0
-    for candidate in np.flatnonzero(mixture == window[k]) - k:
-        if candidate >= 0 and np.array_equal(mixture[candidate:candidate + window.size], window):
-            return int(candidate)
-    raise ValueError("window not found in the mixture")
-
-
 class Oracle:
     """The true voices as a ``model_rate`` model would output them: band-limited, shuffled, mis-scaled."""
 
@@ -256,7 +247,7 @@ class Oracle:
         return {"kind": "oracle", "sample_rate": self.sample_rate}
 
     def __call__(self, window: np.ndarray, rate: int) -> np.ndarray:
-        start = locate(self.lookup, np.asarray(window, np.float32))
+        start = locate_window(self.lookup, np.asarray(window, np.float32))
         return np.stack([p[start:start + window.size] * g for p, g in zip(self.parts, (3.0, 0.3))])
 
 

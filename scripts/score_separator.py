@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from podsep.lab.oracle import locate_window  # noqa: E402
 from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
 
 HELDOUT_SEED = 777  # the training script validates with its own seed; this set is separate
@@ -145,7 +146,7 @@ def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: 
                                  overrides={"overlaps.policy": "duplicate"})
         call_at = {}
         for window, out in recorder.calls:
-            start = _locate(conversation.mixture, window)
+            start = locate_window(conversation.mixture, window)
             call_at[round(start / rate, 3)] = (start, out)
         for region in result.manifest["overlaps"]:
             for entry in region["windows"]:
@@ -215,15 +216,6 @@ def dialogue(separator: EmbeddedSeparator) -> dict:
         rows[name] = {s: metric_si_sdr(ref[overlap], result.tracks[s][0][overlap]) for s, ref in references.items()}
         rows[name]["overlap_seconds"] = float(overlap.sum() / rate)
     return rows
-
-
-def _locate(mixture: np.ndarray, window: np.ndarray) -> int:
-    nonzero = np.flatnonzero(window)
-    k = int(nonzero[0])
-    for candidate in np.flatnonzero(mixture == window[k]) - k:
-        if candidate >= 0 and np.array_equal(mixture[candidate:candidate + len(window)], window):
-            return int(candidate)
-    raise ValueError("window not found in the mixture")
 
 
 def main() -> None:

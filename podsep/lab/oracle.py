@@ -13,6 +13,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def locate_window(mixture: np.ndarray, window: np.ndarray) -> int:
+    """Where ``window``, an exact slice of ``mixture``, starts.
+
+    Matched from the window's first non-zero sample and checked whole: a window
+    that opens on digital silence would match anywhere by its first samples.
+    """
+    nonzero = np.flatnonzero(window)
+    if nonzero.size == 0:
+        raise ValueError("cannot locate an all-zero window")
+    k = int(nonzero[0])
+    for candidate in np.flatnonzero(mixture == window[k]) - k:
+        if candidate >= 0 and np.array_equal(mixture[candidate:candidate + len(window)], window):
+            return int(candidate)
+    raise ValueError("window is not a slice of the mixture")
+
+
 @dataclass
 class OracleCall:
     start: int                 # window start in samples of the mixture
@@ -40,14 +56,7 @@ class OracleSeparator:
 
     def locate(self, window: np.ndarray) -> int:
         """Where ``window`` (an exact slice of the mixture) starts."""
-        nonzero = np.flatnonzero(window)
-        if nonzero.size == 0:
-            raise ValueError("cannot locate an all-zero window")
-        k = int(nonzero[0])
-        for candidate in np.flatnonzero(self.mixture == window[k]) - k:
-            if candidate >= 0 and np.array_equal(self.mixture[candidate:candidate + len(window)], window):
-                return int(candidate)
-        raise ValueError("window is not a slice of the mixture")
+        return locate_window(self.mixture, window)
 
     def __call__(self, window: np.ndarray, sample_rate: int) -> np.ndarray:
         start = self.locate(np.asarray(window, dtype=np.float32))

@@ -12,6 +12,7 @@ import podsep
 from podsep.audio import resample
 from podsep.reconstruct import rebuild_window
 from podsep.lab.metrics import si_sdr
+from podsep.lab.oracle import locate_window
 
 RATE = 48000
 
@@ -32,15 +33,6 @@ def _highpass(signal: np.ndarray, cutoff: float = 8500.0) -> np.ndarray:
     return sosfiltfilt(butter(8, cutoff, "highpass", fs=RATE, output="sos"), signal)
 
 
-def _locate(mixture: np.ndarray, window: np.ndarray) -> int:
-    """Where a separator's window starts in the mixture (a window may open on silence, which matches anywhere)."""
-    first = int(np.flatnonzero(window)[0])
-    for start in np.flatnonzero(mixture == window[first]) - first:
-        if start >= 0 and np.array_equal(mixture[start:start + window.size], window):
-            return int(start)
-    raise AssertionError("window not found in the mixture")
-
-
 class BandLimitedOracle:
     """Returns the true voices as a 16 kHz model would see them (nothing above 8 kHz), in shuffled order."""
 
@@ -52,7 +44,7 @@ class BandLimitedOracle:
 
     def __call__(self, window: np.ndarray, rate: int) -> np.ndarray:
         assert rate == RATE
-        start = _locate(self.mixture, window)
+        start = locate_window(self.mixture, window)
         parts = [_lowpass(track[start:start + window.size]) * gain
                  for track, gain in zip(reversed(list(self.references.values())), (3.0, 0.3))]
         return np.stack(parts).astype(np.float32)
@@ -163,7 +155,7 @@ class _EightKiloHertzOracle:
         self.parts = [resample(resample(r, 16000, 8000), 8000, 16000) for r in reversed(list(references.values()))]
 
     def __call__(self, window: np.ndarray, rate: int) -> np.ndarray:
-        start = _locate(self.mixture, window)
+        start = locate_window(self.mixture, window)
         return np.stack([p[start:start + window.size] for p in self.parts]).astype(np.float32)
 
 
