@@ -400,7 +400,7 @@ def _adapted_separator(base: Any, state: dict[str, Any], digest: str, details: d
     from .models.embedded.separator import EmbeddedSeparator
 
     adapted = EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
-                                state_dict=state, config=base.network.config.to_dict(),
+                                shifts=getattr(base, "shifts", 1), state_dict=state, config=base.network.config.to_dict(),
                                 label=f"adapted:{digest[:16]}").load()
     adapted.sha256 = digest
     adapted.recipe = {"adapted_from": {"source": base.describe().get("source"), "sha256": base.sha256},

@@ -63,6 +63,7 @@ class SeparationSettings:
     revision: str | None = None
     batch_size: int = 1
     embedded_model: str | None = None
+    shifts: int = 2  # the embedded separator's sub-hop shift averaging (see podsep.models.embedded.separator)
     adapt: str = "auto"
     adapt_budget: float = 600.0
     voices: str | None = None
@@ -150,6 +151,7 @@ class Settings:
             (self.overlaps.chunk_overlap >= 0, "overlaps.chunk_overlap must be >= 0"),
             (self.assembly.crossfade >= 0, "assembly.crossfade must be >= 0"),
             (self.separation.batch_size >= 1, "separation.batch_size must be >= 1"),
+            (self.separation.shifts >= 1, "separation.shifts must be >= 1"),
             (self.assignment.min_context >= 0, "assignment.min_context must be >= 0"),
         ]
         for ok, message in checks:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from podsep.lab.oracle import locate_window  # noqa: E402
-from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
+from podsep.models.embedded.separator import DEFAULT_SHIFTS, EmbeddedSeparator  # noqa: E402
 
 HELDOUT_SEED = 777  # the training script validates with its own seed; this set is separate
 
@@ -61,11 +61,12 @@ def best_pair(references: np.ndarray, estimates: np.ndarray) -> tuple[float, flo
     return max(direct, swapped), min(direct, swapped)
 
 
-def heldout(separator: EmbeddedSeparator, count: int) -> dict:
-    from train_separator import group_by_speaker, heldout_corpus, make_example
+def heldout(separator: EmbeddedSeparator, count: int, speech_set: str = "test-other") -> dict:
+    """SI-SDRi on ``count`` 4 s mixtures of test-other voices (or, to develop, of the training voices)."""
+    from train_separator import group_by_speaker, heldout_corpus, make_example, training_corpus
 
     rate = separator.sample_rate
-    corpus = heldout_corpus(rate)
+    corpus = heldout_corpus(rate) if speech_set == "test-other" else training_corpus(rate)
     groups = group_by_speaker(corpus)
     rng = np.random.default_rng([HELDOUT_SEED])
     rows = {"full": [], "partial": []}
@@ -226,8 +227,11 @@ def main() -> None:
     parser.add_argument("--assignment", type=int, default=0, help="number of generated conversations")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per generated conversation")
     parser.add_argument("--speech-set", default="test-other", choices=["test-other", "train-clean-100"],
-                        help="voices of the generated conversations: test-other to report, "
-                             "train-clean-100 to develop (tuning on test-other would spoil it)")
+                        help="voices of the mixtures and generated conversations: test-other to report, "
+                             "train-clean-100 to develop (tuning on test-other would spoil it; with --heldout "
+                             "it means every training voice)")
+    parser.add_argument("--shifts", type=int, default=DEFAULT_SHIFTS,
+                        help=f"separations averaged per window (default {DEFAULT_SHIFTS}, the product's)")
     parser.add_argument("--dialogue", action="store_true", help="the real phone dialogue dialogues/MUL1011.opus")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -235,12 +239,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    separator = EmbeddedSeparator(args.weights).load()
-    report: dict = {"weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe}
+    separator = EmbeddedSeparator(args.weights, shifts=args.shifts).load()
+    report: dict = {"weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe,
+                    "shifts": separator.shifts}
+    print(f"shifts: {separator.shifts}")
     if args.heldout:
-        report["heldout"] = heldout(separator, args.heldout)
+        report["heldout"] = heldout(separator, args.heldout, args.speech_set)
         h = report["heldout"]
-        print(f"held-out test-other: {h['mixtures']} mixtures, SI-SDRi mean {h['si_sdri_mean']:.2f} dB "
+        label = "held-out test-other" if args.speech_set == "test-other" else "development (training voices)"
+        print(f"{label}: {h['mixtures']} mixtures, SI-SDRi mean {h['si_sdri_mean']:.2f} dB "
               f"(median {h['si_sdri_median']:.2f}); full overlap {h['full_overlap']:.2f} dB ({h['full_count']}), "
               f"partial {h['partial_overlap']:.2f} dB ({h['partial_count']}); {h['rtf_one_thread']:.4f} x real time")
     if args.librimix:

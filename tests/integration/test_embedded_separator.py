@@ -88,6 +88,33 @@ def test_long_windows_are_separated_in_consistent_chunks(random_weights):
     assert sources.shape == (2, window.size) and np.all(np.isfinite(sources))
 
 
+def test_shift_averaging_is_the_mean_of_delayed_separations(random_weights):
+    """shifts=N averages N passes over the input delayed by i*hop/N samples, each put in the first's order."""
+    import torch
+
+    from podsep.models.embedded.separator import _stitch_order
+
+    rng = np.random.default_rng(3)
+    window = rng.standard_normal(8000 * 3).astype(np.float32)
+    single = EmbeddedSeparator(random_weights, shifts=1).load()
+    double = EmbeddedSeparator(random_weights, shifts=2).load()
+    network = single.network
+    with torch.inference_mode():
+        plain = network(torch.from_numpy(window)[None])[0].numpy()
+        delayed = network(torch.from_numpy(np.concatenate([np.zeros(network.hop // 2, np.float32), window]))[None])
+    delayed = delayed[0].numpy()[:, network.hop // 2:network.hop // 2 + window.size]
+    delayed = delayed[_stitch_order(plain, delayed)]
+    assert np.allclose(single(window, 8000), plain, atol=1e-5)
+    averaged = double(window, 8000)
+    assert np.allclose(averaged, (plain + delayed) / 2, atol=1e-4)
+    assert not np.allclose(averaged, plain, atol=1e-3)  # the second pass really changed something
+    assert double.describe()["shifts"] == 2
+    with pytest.raises(ValueError, match="shifts"):
+        EmbeddedSeparator(random_weights, shifts=0)
+    with pytest.raises(podsep.PodsepError, match="separation.shifts"):
+        podsep.Splitter(separation__shifts=0)
+
+
 def test_the_cli_separator_flag(shared_dir, random_weights, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(f"separation:\n  embedded_model: {random_weights}\n")
@@ -103,7 +130,7 @@ def test_the_cli_separator_flag(shared_dir, random_weights, tmp_path):
 
 def test_speechbrain_format_runs_through_the_sepformer_path(shared_dir, random_weights, tmp_path):
     """The same weights saved as a speechbrain folder load with SepformerSeparation.from_hparams
-    (the --separation-model FOLDER path) and separate exactly like the embedded runner."""
+    (the --separation-model FOLDER path) and separate exactly like the embedded runner's single pass."""
     import torch
 
     from podsep.models.embedded.convtasnet import ConvTasNetConfig, export_speechbrain_folder
@@ -115,8 +142,8 @@ def test_speechbrain_format_runs_through_the_sepformer_path(shared_dir, random_w
     rttm = shared_dir / "data" / "pyannote-sample" / "sample.rttm"
     through_speechbrain = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={
         "separation.backend": "sepformer", "separation.model": str(folder)})
-    direct = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={
-        "separation.backend": "embedded", "separation.embedded_model": str(random_weights)})
+    direct = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={  # one pass, like speechbrain's
+        "separation.backend": "embedded", "separation.embedded_model": str(random_weights), "separation.shifts": 1})
     assert through_speechbrain.manifest["models"]["separation"]["kind"] == "speechbrain.SepformerSeparation"
     assert through_speechbrain.manifest["models"]["separation"]["sample_rate"] == 8000
     for speaker in direct.tracks:

@@ -9,6 +9,13 @@ real time on one CPU thread, so every podsep run can separate overlaps.
 The network works at its own rate (8 kHz): windows are resampled to it and the
 sources back to the caller's rate. Full-band rendering above the model's band is
 the assembly stage's job, not this one's.
+
+Each chunk is separated ``shifts`` times, the input delayed by a fraction of the
+encoder's hop each time, and the estimates (put in one order) are averaged: a
+strided encoder sees the waveform on a grid, and averaging over grid offsets
+removes part of the error that depends on where the grid falls (demucs's "shift
+trick", at sub-frame scale). Chosen on development mixtures of training voices
+(``train-clean-100``): see :data:`DEFAULT_SHIFTS`.
 """
 
 from __future__ import annotations
@@ -26,6 +33,14 @@ from ...errors import ModelError
 
 SHIPPED_WEIGHTS = "separator.pt"
 
+#: Separations averaged per chunk, each on the input delayed by ``i * hop / shifts`` samples.
+#: On development mixtures of training voices (4 s), SI-SDRi with 2 (delays 0 and 1 ms) against
+#: 1: +0.13 dB on 120 mixtures (``python scripts/score_separator.py --heldout 120 --speech-set
+#: train-clean-100 --shifts 1``, then ``--shifts 2``: 8.24 -> 8.37 dB), +0.20 and +0.23 dB on two
+#: other draws of 80-120; 4 gave +0.30 dB on the same draw as +0.23. 2 doubles a cost that is
+#: small (about 0.016 x real time on one thread); 1 = a single pass.
+DEFAULT_SHIFTS = 2
+
 
 def shipped_weights_path() -> Path:
     """Where the packaged weights live (whether or not the file is there)."""
@@ -42,7 +57,10 @@ class EmbeddedSeparator:
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu", batch_size: int = 1,
                  state_dict: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, shifts: int = DEFAULT_SHIFTS) -> None:
+        if int(shifts) < 1:
+            raise ValueError("shifts must be at least 1")
+        self.shifts = int(shifts)
         self.weights = Path(weights).expanduser() if weights else shipped_weights_path()
         self.device = "cpu" if str(device).startswith("mps") else device
         self.batch_size = batch_size
@@ -116,8 +134,7 @@ class EmbeddedSeparator:
         out = np.zeros((self.num_sources, mixture.size), np.float32)
         previous_end = 0
         for number, (start, end) in enumerate(bounds):
-            piece = torch.from_numpy(np.ascontiguousarray(mixture[start:end])).to(self.device)[None]
-            estimate = self._model(piece)[0].float().cpu().numpy()
+            estimate = self._shifted_estimate(model, mixture[start:end])
             if number == 0:
                 out[:, start:end] = estimate
             else:
@@ -129,6 +146,33 @@ class EmbeddedSeparator:
             previous_end = end
         return out
 
+    def _shifted_estimate(self, model: Any, piece: np.ndarray) -> np.ndarray:
+        """The mean of ``shifts`` separations of ``piece``, each delayed by a fraction of the hop.
+
+        Each delayed copy is its own forward pass, with zeros only in front: a
+        batch would pad the shorter copies at the end, and the network's global
+        normalisation would see the padding. Each estimate is cut back into place
+        and put in the order of the first before averaging (the network's output
+        order is arbitrary and may differ between copies).
+        """
+        import torch
+
+        hop = int(getattr(model, "hop", 1))
+        offsets = sorted({i * hop // self.shifts for i in range(self.shifts)})
+        n = piece.size
+        first: np.ndarray | None = None
+        total = np.zeros((self.num_sources, n))
+        for offset in offsets:
+            delayed = np.concatenate([np.zeros(offset, np.float32), np.asarray(piece, np.float32)])
+            estimate = model(torch.from_numpy(delayed).to(self.device)[None])[0].float().cpu().numpy()
+            estimate = estimate[:, offset:offset + n]
+            if first is None:
+                first = estimate
+            else:
+                estimate = estimate[_stitch_order(first, estimate)]
+            total += estimate
+        return (total / len(offsets)).astype(np.float32)
+
     def describe(self) -> dict[str, Any]:
         self.load()
         description = {
@@ -138,6 +182,7 @@ class EmbeddedSeparator:
             "sample_rate": self.sample_rate,
             "num_sources": self.num_sources,
             "device": self.device,
+            "shifts": self.shifts,
         }
         if self.recipe:
             description["recipe"] = self.recipe
