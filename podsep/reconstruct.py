@@ -313,12 +313,13 @@ def _shares(estimates: np.ndarray, freqs: np.ndarray, band_hz: float | None,
     inside = freqs < BAND_MARGIN * band_hz
     predicted = [v.predict_above(p, freqs) for v, p in zip(voices, power)] if voices is not None else [None]
     if all(p is not None for p in predicted):
-        # The predictions are uncertain: shares follow their level differences divided by EXTENSION_SHRINK.
-        return weights, _normalised(np.stack(predicted) ** (1.0 / EXTENSION_SHRINK)), inside
-    # The fallback rule's shares are uncertain predictions too: the same softening (development set, tilt
-    # row of score_fullband --dev: embedded -3.8 -> -2.9 dB above the band, ideal estimates 6.5 -> 6.4).
-    tilted = _tilted_top_shares(power, freqs, band_hz, inside, voices)
-    return weights, _normalised(tilted ** (1.0 / EXTENSION_SHRINK)), inside
+        levels = np.stack(predicted)
+    else:
+        levels = _tilted_top_shares(power, freqs, band_hz, inside, voices)
+    # Either rule's predictions are uncertain: shares follow their level differences divided by
+    # EXTENSION_SHRINK (for the tilt rule, development set, tilt row of score_fullband --dev: embedded
+    # -3.8 -> -2.9 dB above the band, ideal estimates 6.5 -> 6.4).
+    return weights, _normalised(levels ** (1.0 / EXTENSION_SHRINK)), inside
 
 
 def _normalised(shares: np.ndarray) -> np.ndarray:

@@ -70,15 +70,15 @@ class VoiceProfile:
         return path if path.is_file() else None
 
     def separator(self, *, device: str = "cpu", batch_size: int = 1, shifts: int | None = None) -> Any:
-        """The profile's adapted separator (an ``EmbeddedSeparator``), or ``None`` without weights."""
-        from .models.embedded.separator import EmbeddedSeparator
+        """The profile's adapted separator (an ``EmbeddedSeparator``; ``shifts`` ``None``: its default),
+        or ``None`` without weights."""
+        from .models.embedded.separator import DEFAULT_SHIFTS, EmbeddedSeparator
 
         path = self.weights
         if path is None:
             return None
-        if shifts is None:
-            return EmbeddedSeparator(path, device=device, batch_size=batch_size).load()
-        return EmbeddedSeparator(path, device=device, batch_size=batch_size, shifts=shifts).load()
+        return EmbeddedSeparator(path, device=device, batch_size=batch_size,
+                                 shifts=DEFAULT_SHIFTS if shifts is None else shifts).load()
 
     def match(self, embeddings: Mapping[str, np.ndarray], threshold: float = MATCH_THRESHOLD) -> "VoiceMatch":
         """Which new speakers are saved voices (see :func:`match_voices`)."""

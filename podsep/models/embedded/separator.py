@@ -159,11 +159,12 @@ class EmbeddedSeparator:
 
         hop = int(getattr(model, "hop", 1))
         offsets = sorted({i * hop // self.shifts for i in range(self.shifts)})
+        piece = np.asarray(piece, np.float32)
         n = piece.size
         first: np.ndarray | None = None
         total = np.zeros((self.num_sources, n))
         for offset in offsets:
-            delayed = np.concatenate([np.zeros(offset, np.float32), np.asarray(piece, np.float32)])
+            delayed = np.concatenate([np.zeros(offset, np.float32), piece])
             estimate = model(torch.from_numpy(delayed).to(self.device)[None])[0].float().cpu().numpy()
             estimate = estimate[:, offset:offset + n]
             if first is None:
