@@ -27,6 +27,11 @@ logged at every checkpoint (a measurement only: nothing is chosen from it).
 
   nohup python scripts/train_separator.py --run-dir runs/separator > runs/separator.log 2>&1 &
   python scripts/train_separator.py --run-dir runs/separator --export podsep/data/separator.pt
+
+With two cores and one thread per run, a second branch can train at the same
+time from a copy of the same checkpoint on another draw of mixtures
+(``--run-dir runs/separator-b --stream 1``); ``--export --average-from N
+--branch runs/separator-b`` then ships the mean of both branches' snapshots.
 """
 
 from __future__ import annotations
@@ -314,19 +319,23 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def average_snapshots(run_dir: Path, first_step: int, final: dict) -> tuple[dict, list[int]]:
-    """Mean of the model weights saved in ``run_dir/snapshots/step-N.pt`` for N >= ``first_step``.
+def average_snapshots(run_dirs: list[Path], first_step: int, final: dict) -> tuple[dict, list[int | str]]:
+    """Mean of the model weights saved in ``<run_dir>/snapshots/step-N.pt`` for N >= ``first_step``.
 
     Averaging the checkpoints of the last, low-learning-rate part of a cosine
     schedule (as in stochastic weight averaging) smooths out the step-to-step
     noise of small-batch training; the steps to average are fixed before
-    looking at any score.
+    looking at any score. Several run directories are branches trained from
+    one checkpoint on different draws of mixtures (``--stream``, one per CPU
+    core): their mean is a "model soup", which averages out more of that noise
+    than one branch's tail can. The first directory is the main run.
     """
-    snapshots = {}
-    for path in sorted((run_dir / "snapshots").glob("step-*.pt")):
-        step = int(path.stem.split("-")[1])
-        if step >= first_step:
-            snapshots[step] = path
+    snapshots: dict[int | str, Path] = {}
+    for number, run_dir in enumerate(run_dirs):
+        for path in sorted((run_dir / "snapshots").glob("step-*.pt")):
+            step = int(path.stem.split("-")[1])
+            if step >= first_step:
+                snapshots[step if number == 0 else f"{run_dir.name}:{step}"] = path
     if int(final["step"]) not in snapshots:
         raise SystemExit(f"the final checkpoint (step {final['step']}) has no snapshot; nothing averaged")
     total = None
@@ -337,7 +346,14 @@ def average_snapshots(run_dir: Path, first_step: int, final: dict) -> tuple[dict
         model = {k: v.double() for k, v in state["model"].items()}
         total = model if total is None else {k: total[k] + model[k] for k in total}
     mean = {k: (v / len(snapshots)).to(final["model"][k].dtype) for k, v in total.items()}
-    return mean, sorted(snapshots)
+    return mean, list(snapshots)
+
+
+def branch_recipe(run_dir: Path) -> dict:
+    """What a parallel branch was: its commands, data stream and training time."""
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    return {"run_dir": run_dir.name, "resumes": state.get("resumes", []), "steps": int(state["step"]),
+            "train_seconds": float(state["elapsed"])}
 
 
 def export(run_dir: Path, destination: Path, args) -> None:
@@ -345,7 +361,7 @@ def export(run_dir: Path, destination: Path, args) -> None:
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     weights, averaged = state["model"], []
     if args.average_from is not None:
-        weights, averaged = average_snapshots(run_dir, args.average_from, state)
+        weights, averaged = average_snapshots([run_dir, *args.branch], args.average_from, state)
         print(f"averaged the weights of steps {averaged}")
     payload = {
         "config": state["config"],
@@ -360,6 +376,7 @@ def export(run_dir: Path, destination: Path, args) -> None:
             "final_heldout_si_sdri_db": float(state["log"][-1]["val_si_sdri"]) if state["log"] else None,
             "data": "librispeech/train-clean-100, vctk16k, arctic-sisec (dynamic mixing)",
             "averaged_steps": averaged,
+            "branches": [branch_recipe(branch) for branch in args.branch],
         },
     }
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -385,6 +402,9 @@ def main() -> None:
                         help="step at which the warm-up and cosine schedule (re)start")
     parser.add_argument("--speed-perturbation", type=float, default=0.0,
                         help="probability of resampling each voice by 0.9-1.1")
+    parser.add_argument("--stream", type=int, default=0,
+                        help="another draw of training mixtures from the same seed (a parallel branch); "
+                             "0 = the seed's own stream")
     parser.add_argument("--stop-after-steps", type=int, default=None, help="pause here (resume later)")
     parser.add_argument("--checkpoint-every", type=float, default=240.0, help="seconds")
     parser.add_argument("--config", type=str, default="{}", help="JSON overrides of ConvTasNetConfig")
@@ -394,6 +414,9 @@ def main() -> None:
                         help="keep a copy of every checkpoint from this step on (snapshots/step-N.pt)")
     parser.add_argument("--average-from", type=int, default=None,
                         help="with --export: average the snapshots/step-N.pt weights with N >= this step")
+    parser.add_argument("--branch", type=Path, action="append", default=[],
+                        help="with --average-from: also average this branch's snapshots (a run dir trained "
+                             "from the same checkpoint with another --stream)")
     parser.add_argument("--speechbrain", type=Path, default=None,
                         help="with --export: also write a speechbrain-format model folder here")
     args = parser.parse_args()
@@ -456,7 +479,7 @@ def main() -> None:
     t_prev = time.monotonic()
     model.train()
     while step < end:
-        rng = np.random.default_rng([args.seed, step])
+        rng = np.random.default_rng([args.seed, step] if args.stream == 0 else [args.seed, step, args.stream])
         n = int(CROP_SECONDS[rng.integers(len(CROP_SECONDS))] * rate)
         batch = [make_example(rng, corpus, groups, n, rate, augment=True,
                               speed_probability=args.speed_perturbation) for _ in range(args.batch)]
