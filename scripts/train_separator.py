@@ -82,6 +82,42 @@ def shared_dir() -> Path:
     return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
 
 
+#: Where ``--data`` points: corpora packed by ``--pack`` (read instead of ``../shared``).
+PACKED_DATA: Path | None = None
+
+
+def pack_corpora(destination: Path, rate: int) -> None:
+    """Write the training and held-out corpora, as the script loads them, to one FLAC and index each.
+
+    A machine lent for a short training run (a GPU machine here) has no
+    ``../shared`` and takes 64 MiB of files: at the model's rate, trimmed and
+    each utterance scaled to a 0.999 peak (its level is restored from the
+    index), the training corpus is about 39 MB and the held-out one 8 MB.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    for name, items in (("train", training_corpus(rate)), ("heldout", heldout_corpus(rate))):
+        peaks = [float(np.abs(audio).max()) + 1e-9 for _, audio in items]
+        joined = np.concatenate([audio / peak * 0.999 for (_, audio), peak in zip(items, peaks)])
+        sf.write(str(destination / f"{name}-{rate}.flac"), joined.astype(np.float32), rate, subtype="PCM_16")
+        index = [{"speaker": speaker, "samples": int(audio.size), "peak": peak}
+                 for (speaker, audio), peak in zip(items, peaks)]
+        (destination / f"{name}-{rate}.json").write_text(json.dumps(index))
+        print(f"packed {name}: {len(items)} utterances -> {destination / f'{name}-{rate}.flac'}")
+
+
+def unpack_corpus(source: Path, name: str, rate: int) -> list[tuple[str, np.ndarray]]:
+    """The (speaker, utterance) pairs of one corpus written by :func:`pack_corpora`."""
+    joined, file_rate = sf.read(str(source / f"{name}-{rate}.flac"), dtype="float32")
+    if file_rate != rate:
+        raise SystemExit(f"{source}: packed at {file_rate} Hz, the model runs at {rate} Hz")
+    items, offset = [], 0
+    for entry in json.loads((source / f"{name}-{rate}.json").read_text()):
+        audio = joined[offset : offset + entry["samples"]] * (entry["peak"] / 0.999)
+        items.append((entry["speaker"], audio.astype(np.float32)))
+        offset += entry["samples"]
+    return items
+
+
 def load_utterance(path: Path, rate: int) -> np.ndarray:
     audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
@@ -110,6 +146,8 @@ def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0) -> np.nd
 
 def training_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
     """(speaker id, utterance) pairs from the training sets only."""
+    if PACKED_DATA is not None:
+        return unpack_corpus(PACKED_DATA, "train", rate)
     base = shared_dir() / "data"
     items: list[tuple[str, np.ndarray]] = []
     for path in sorted((base / "librispeech" / "train-clean-100").glob("*.flac")):
@@ -125,6 +163,8 @@ def training_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
 
 def heldout_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
     """test-other utterances (evaluation only)."""
+    if PACKED_DATA is not None:
+        return unpack_corpus(PACKED_DATA, "heldout", rate)
     base = shared_dir() / "data" / "librispeech" / "test-other"
     items = []
     for speaker_dir in sorted(p for p in base.iterdir() if p.is_dir()):
@@ -248,6 +288,36 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
         snr = rng.uniform(10, 30)
         mix = mix + coloured_noise(rng, n) * np.std(mix) * 10 ** (-snr / 20)
     return mix.astype(np.float32), np.stack([sa, sb]).astype(np.float32)
+
+
+def training_batch(corpus, by_speaker, rate: int, seed: int, stream: int, step: int, size: int,
+                   speed_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixtures and sources of one training step: a function of ``(seed, stream, step)`` alone."""
+    rng = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
+    n = int(CROP_SECONDS[rng.integers(len(CROP_SECONDS))] * rate)
+    batch = [make_example(rng, corpus, by_speaker, n, rate, augment=True, speed_probability=speed_probability)
+             for _ in range(size)]
+    return torch.from_numpy(np.stack([b[0] for b in batch])), torch.from_numpy(np.stack([b[1] for b in batch]))
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Training batches indexed by step, so worker processes can mix them ahead of the model.
+
+    Each batch depends on its step alone, so any number of workers (``--workers``)
+    gives the same batches in the same order as mixing them in the training loop.
+    """
+
+    def __init__(self, corpus, by_speaker, rate: int, args) -> None:
+        self.corpus, self.by_speaker, self.rate = corpus, by_speaker, rate
+        self.seed, self.stream, self.size = args.seed, args.stream, args.batch
+        self.speed_probability = args.speed_perturbation
+
+    def __len__(self) -> int:
+        return 1 << 40
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return training_batch(self.corpus, self.by_speaker, self.rate, self.seed, self.stream, step, self.size,
+                              self.speed_probability)
 
 
 def group_by_speaker(corpus) -> dict[str, list[int]]:
@@ -405,6 +475,17 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=0,
                         help="another draw of training mixtures from the same seed (a parallel branch); "
                              "0 = the seed's own stream")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that mix batches ahead of the model (0: in the training loop)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop (with a checkpoint) after this many wall-clock minutes of this invocation")
+    parser.add_argument("--steps-for-minutes", type=float, default=None,
+                        help="set --total-steps from the speed of the first steps, so that the schedule "
+                             "ends after about this many minutes (the resolved number is recorded)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="read the corpora packed by --pack here instead of ../shared")
+    parser.add_argument("--pack", type=Path, default=None,
+                        help="write the training and held-out corpora at the model's rate here and exit")
     parser.add_argument("--stop-after-steps", type=int, default=None, help="pause here (resume later)")
     parser.add_argument("--checkpoint-every", type=float, default=240.0, help="seconds")
     parser.add_argument("--config", type=str, default="{}", help="JSON overrides of ConvTasNetConfig")
@@ -423,6 +504,12 @@ def main() -> None:
 
     if args.export is not None:
         export(args.run_dir, args.export, args)
+        return
+    global PACKED_DATA
+    PACKED_DATA = args.data
+    if args.pack is not None:
+        pack_corpora(args.pack, ConvTasNetConfig.from_dict(
+            {**ConvTasNetConfig().to_dict(), **json.loads(args.config)}).sample_rate)
         return
 
     torch.set_num_threads(args.threads)
@@ -463,7 +550,7 @@ def main() -> None:
     def checkpoint() -> None:
         val = evaluate(model, val_mix, val_src)
         log.append({"step": step, "minutes": round(elapsed / 60, 2), "val_si_sdri": round(val, 3),
-                    "train_si_sdr": round(running, 3)})
+                    "train_si_sdr": round(running, 3), "device": args.device})
         print(json.dumps(log[-1]), flush=True)
         atomic_save({"config": config.to_dict(), "model": model.state_dict(),
                      "optimiser": optimiser.state_dict(), "step": step, "elapsed": elapsed,
@@ -473,18 +560,35 @@ def main() -> None:
             (args.run_dir / "snapshots").mkdir(exist_ok=True)
             shutil.copyfile(ckpt_path, args.run_dir / "snapshots" / f"step-{step:05d}.pt")
 
-    end = args.total_steps if args.stop_after_steps is None else min(args.total_steps, args.stop_after_steps)
+    def end_step() -> int:
+        return args.total_steps if args.stop_after_steps is None else min(args.total_steps, args.stop_after_steps)
+
+    # The speed probe times steps inside the warm-up, whose learning rate does not
+    # depend on the total: rerunning with the recorded --total-steps gives the same run.
+    probe = None
+    if args.steps_for_minutes is not None:
+        if step - args.schedule_start + 110 > args.warmup:
+            raise SystemExit("--steps-for-minutes needs a fresh schedule (--schedule-start at this step) "
+                             "and --warmup of at least 110 steps")
+        probe = (step + 10, step + 110)
+    batches = torch.utils.data.DataLoader(
+        StepBatches(corpus, groups, rate, args), batch_size=None, sampler=range(step, 1 << 40),
+        num_workers=args.workers, prefetch_factor=4 if args.workers else None,
+        persistent_workers=False, pin_memory=args.device.startswith("cuda"))
+    started = time.monotonic()
     running = float("nan")
     last_ckpt = time.monotonic()
     t_prev = time.monotonic()
+    probe_started = 0.0
     model.train()
-    while step < end:
-        rng = np.random.default_rng([args.seed, step] if args.stream == 0 else [args.seed, step, args.stream])
-        n = int(CROP_SECONDS[rng.integers(len(CROP_SECONDS))] * rate)
-        batch = [make_example(rng, corpus, groups, n, rate, augment=True,
-                              speed_probability=args.speed_perturbation) for _ in range(args.batch)]
-        mix = torch.from_numpy(np.stack([b[0] for b in batch])).to(args.device)
-        src = torch.from_numpy(np.stack([b[1] for b in batch])).to(args.device)
+    for mix, src in batches:
+        if step >= end_step():
+            break
+        if args.max_minutes is not None and time.monotonic() - started > 60 * args.max_minutes:
+            print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached", flush=True)
+            break
+        mix = mix.to(args.device, non_blocking=True)
+        src = src.to(args.device, non_blocking=True)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, args)
         score = pit_si_sdr(model(mix), src)
@@ -499,6 +603,17 @@ def main() -> None:
         now = time.monotonic()
         elapsed += now - t_prev
         t_prev = now
+        if probe is not None and step == probe[0]:
+            probe_started = now
+        if probe is not None and step == probe[1]:
+            per_second = (probe[1] - probe[0]) / (now - probe_started)
+            remaining = 60 * args.steps_for_minutes - (now - started)
+            args.total_steps = step + max(100, int(per_second * remaining) // 100 * 100)
+            if resumes:
+                resumes[-1]["resolved_total_steps"] = args.total_steps
+            else:
+                command += f" (resolved: --total-steps {args.total_steps})"
+            print(f"{per_second:.1f} steps/s: the schedule ends at step {args.total_steps}", flush=True)
         if now - last_ckpt >= args.checkpoint_every:
             checkpoint()
             last_ckpt = time.monotonic()

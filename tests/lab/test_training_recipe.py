@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,3 +87,62 @@ def test_an_average_without_the_final_step_is_refused(tmp_path):
     final = _checkpoint(2.0, 120)
     with pytest.raises(SystemExit, match="step 120"):
         recipe.average_snapshots([main], 100, final)
+
+
+def _fake_corpus(speakers: int, seconds: float, rate: int = 8000) -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    return [(f"spk{k % speakers}", (0.05 * rng.standard_normal(int(seconds * rate))).astype(np.float32))
+            for k in range(2 * speakers)]
+
+
+def test_packed_corpora_read_back_as_written(tmp_path, monkeypatch):
+    recipe = _recipe_module()
+    train, heldout = _fake_corpus(4, 3.0), _fake_corpus(2, 5.0)
+    monkeypatch.setattr(recipe, "training_corpus", lambda rate: train)
+    monkeypatch.setattr(recipe, "heldout_corpus", lambda rate: heldout)
+    recipe.pack_corpora(tmp_path, 8000)
+    for name, original in (("train", train), ("heldout", heldout)):
+        back = recipe.unpack_corpus(tmp_path, name, 8000)
+        assert [speaker for speaker, _ in back] == [speaker for speaker, _ in original]
+        for (_, a), (_, b) in zip(back, original):
+            assert a.shape == b.shape
+            assert np.max(np.abs(a - b)) < 2e-4 * np.max(np.abs(b))  # 16-bit steps of each utterance's peak
+
+
+def test_worker_processes_mix_the_same_batches_as_the_loop():
+    recipe = _recipe_module()
+    corpus = _fake_corpus(5, 4.0)
+    groups = recipe.group_by_speaker(corpus)
+    args = argparse.Namespace(seed=11, stream=1, batch=3, speed_perturbation=0.5)
+    loader = torch.utils.data.DataLoader(recipe.StepBatches(corpus, groups, 8000, args), batch_size=None,
+                                         sampler=range(40, 44), num_workers=2)
+    for step, (mix, src) in zip(range(40, 44), loader):
+        expected_mix, expected_src = recipe.training_batch(corpus, groups, 8000, 11, 1, step, 3, 0.5)
+        assert torch.equal(mix, expected_mix) and torch.equal(src, expected_src)
+    other_stream = recipe.training_batch(corpus, groups, 8000, 11, 0, 40, 3, 0.5)[0]
+    first = recipe.training_batch(corpus, groups, 8000, 11, 1, 40, 3, 0.5)[0]
+    assert other_stream.shape != first.shape or not torch.equal(other_stream, first)
+
+
+def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypatch):
+    """``--steps-for-minutes`` (for a lent machine of unknown speed) resolves a reproducible step count."""
+
+
+    recipe = _recipe_module()
+    train, heldout = _fake_corpus(4, 4.0), _fake_corpus(2, 5.0)
+    monkeypatch.setattr(recipe, "training_corpus", lambda rate: train)
+    monkeypatch.setattr(recipe, "heldout_corpus", lambda rate: heldout)
+    recipe.pack_corpora(tmp_path / "packed", 8000)
+    run_dir = tmp_path / "run"
+    tiny = '{"filters": 8, "kernel": 16, "bottleneck": 8, "hidden": 8, "blocks": 1, "repeats": 1}'
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "train_separator.py"), "--run-dir", str(run_dir),
+         "--data", str(tmp_path / "packed"), "--config", tiny, "--batch", "1", "--warmup", "200",
+         "--steps-for-minutes", "0.02", "--checkpoint-every", "999", "--workers", "1"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    chosen = int(state["command"].split("(resolved: --total-steps ")[1].rstrip(")"))
+    assert chosen >= 210 and chosen % 10 == 0
+    assert state["step"] == chosen
+    assert state["log"][-1]["device"] == "cpu"
