@@ -51,6 +51,7 @@ import numpy as np
 
 from ..diarization import Diarization
 from ..errors import InputError, PodsepError
+from ..export import safe_name
 
 SYSTEMS: tuple[str, ...] = ("podsep", "oracle-diarization", "duplicate", "mute", "full-file", "oracle")
 #: Systems that are given the reference turns: their DER is zero by construction, so it is not reported.
@@ -383,6 +384,8 @@ class SystemOutput:
     timings: dict[str, float]
     #: max |speaker tracks + background - input| (float, in memory); None when no background exists.
     identity_error: float | None = None
+    #: the run's manifest (what each overlap window did: assignment, confidence, rendering), when podsep ran
+    manifest: dict[str, Any] | None = None
 
 
 @dataclass
@@ -526,7 +529,7 @@ class _Systems:
             tracks = {mapping[label]: track[0] if track.ndim == 2 and track.shape[0] == 1 else track.mean(axis=0)
                       for label, track in result.tracks.items() if label in mapping}
             return SystemOutput(tracks, result.diarization, dict(result.manifest["timings"]),
-                                _identity_error(result, item))
+                                _identity_error(result, item), result.manifest)
         raise ValueError(f"unknown system {system!r}")
 
     def _settings(self, policy: str) -> Any:
@@ -535,7 +538,7 @@ class _Systems:
 
 def _output(result: Any, item: Item) -> SystemOutput:
     return SystemOutput(_mono_tracks(result.tracks), None, dict(result.manifest["timings"]),
-                        _identity_error(result, item))
+                        _identity_error(result, item), result.manifest)
 
 
 def _identity_error(result: Any, item: Item) -> float | None:
@@ -688,6 +691,8 @@ def evaluate(items: Sequence[Item], systems: Sequence[str], options: EvalOptions
                 try:
                     output = runner.run(system, item)
                     result["systems"][system] = {"status": "ok", **score_item(item, output, system)}
+                    if output.manifest is not None:
+                        result["systems"][system]["manifest"] = output.manifest
                 except Unavailable as reason:
                     result["systems"][system] = {"status": "unavailable", "reason": str(reason)}
                 except Exception as error:
@@ -851,9 +856,23 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """``results.json``, ``results.csv`` and ``si_sdr_vs_overlap.png`` in ``out_dir``."""
+    """``results.json``, ``results.csv``, ``si_sdr_vs_overlap.png`` and ``manifests/`` in ``out_dir``.
+
+    Each run's manifest (``manifests/<item>.<system>.json``, the same file
+    ``podsep split`` writes) says what every overlap window did, so a score can
+    be traced to its windows; ``results.json`` names the file instead of holding it.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "png": out_dir / "si_sdr_vs_overlap.png"}
+    manifests = out_dir / "manifests"
+    for item in report.get("items", []):
+        for system, run in item.get("systems", {}).items():
+            manifest = run.pop("manifest", None)
+            if manifest is not None:
+                manifests.mkdir(exist_ok=True)
+                path = manifests / f"{safe_name(item['name'])}.{system}.json"
+                path.write_text(json.dumps(manifest, indent=2, default=_plain) + "\n", encoding="utf-8")
+                run["manifest"] = str(path.relative_to(out_dir))
 
     def clean(value: Any) -> Any:  # JSON has no infinities: write them as strings
         if isinstance(value, float) and not math.isfinite(value):
@@ -872,6 +891,15 @@ def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------------------
 # command line
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as JSON values (a manifest is JSON-ready; this is a safety net)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 def register(subparsers: Any) -> None:

@@ -47,6 +47,14 @@ def test_eval_writes_json_csv_png_and_the_generated_set(tiny_eval):
         for values in run["speakers"].values():
             assert {"si_sdr", "sdr", "si_sdr_overlap", "sdr_overlap", "si_sdr_solo", "sdr_solo", "leakage_db"} <= set(values)
     assert report["systems"]["oracle"]["peak_rss_mb"] > 0
+    # Every run's manifest is kept beside the scores, named in results.json.
+    for item in report["items"]:
+        for system in ("duplicate", "oracle", "podsep"):
+            manifest = json.loads((out / item["systems"][system]["manifest"]).read_text())
+            assert manifest["overlaps"] and {"start", "end", "handling"} <= set(manifest["overlaps"][0])
+        oracle_windows = [w for region in json.loads((out / item["systems"]["oracle"]["manifest"]).read_text())
+                          ["overlaps"] for w in region.get("windows", [])]
+        assert oracle_windows and all("assignment" in w for w in oracle_windows)
 
 
 def test_oracle_beats_duplicate_beats_mute_in_overlaps(tiny_eval):
