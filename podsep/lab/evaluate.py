@@ -658,7 +658,9 @@ def evaluate(items: Sequence[Item], systems: Sequence[str], options: EvalOptions
 
     Returns the JSON-ready result: ``systems`` (status, reason, note, peak
     memory), ``items`` (per item and system: per-speaker scores, diarization
-    scores, timings, real-time factors) and ``summary`` (means per system).
+    scores, timings, real-time factors, and the run's ``manifest`` when podsep
+    wrote one; :func:`write_outputs` moves those to files) and ``summary``
+    (means per system).
     """
     options = options or EvalOptions()
     unknown = [s for s in systems if s not in SYSTEMS]
