@@ -114,7 +114,7 @@ class ResultStaging:
             manifest_name = f"{self.stem}.json"
             self.files["manifest"] = self.folder / manifest_name
             manifest["files"] = {role: path.name for role, path in self.files.items()}
-            text = json.dumps(manifest, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+            text = json.dumps(manifest, indent=2, ensure_ascii=False, default=json_default) + "\n"
             (self.path / manifest_name).write_text(text, encoding="utf-8")
             os.chmod(self.path, 0o777 & ~current_umask())  # mkdtemp makes 0700; the result is an ordinary folder
             _move_into_place(self.path, self.folder, self.overwrite)
@@ -130,7 +130,8 @@ class ResultStaging:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """numpy scalars and paths in a manifest as JSON values (``json.dumps(..., default=json_default)``)."""
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, Path):

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..diarization import Diarization
 from ..errors import InputError, PodsepError
-from ..export import safe_name
+from ..export import json_default, safe_name
 
 SYSTEMS: tuple[str, ...] = ("podsep", "oracle-diarization", "duplicate", "mute", "full-file", "oracle")
 #: Systems that are given the reference turns: their DER is zero by construction, so it is not reported.
@@ -873,7 +873,8 @@ def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
             if manifest is not None:
                 manifests.mkdir(exist_ok=True)
                 path = manifests / f"{safe_name(item['name'])}.{system}.json"
-                path.write_text(json.dumps(manifest, indent=2, default=_plain) + "\n", encoding="utf-8")
+                path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=json_default) + "\n",
+                                encoding="utf-8")
                 run["manifest"] = str(path.relative_to(out_dir))
 
     def clean(value: Any) -> Any:  # JSON has no infinities: write them as strings
@@ -893,15 +894,6 @@ def write_outputs(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------------------
 # command line
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as JSON values (a manifest is JSON-ready; this is a safety net)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def register(subparsers: Any) -> None:
