@@ -507,16 +507,15 @@ def main() -> None:
         return
     global PACKED_DATA
     PACKED_DATA = args.data
+    config = ConvTasNetConfig.from_dict({**ConvTasNetConfig().to_dict(), **json.loads(args.config)})
     if args.pack is not None:
-        pack_corpora(args.pack, ConvTasNetConfig.from_dict(
-            {**ConvTasNetConfig().to_dict(), **json.loads(args.config)}).sample_rate)
+        pack_corpora(args.pack, config.sample_rate)
         return
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.run_dir / "checkpoint.pt"
-    config = ConvTasNetConfig.from_dict({**ConvTasNetConfig().to_dict(), **json.loads(args.config)})
 
     torch.manual_seed(args.seed)
     model = ConvTasNet(config).to(args.device)
