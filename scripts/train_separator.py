@@ -70,6 +70,15 @@ NOISE_PROBABILITY = 0.25
 # training and held-out SI-SDR. Only runs started with --speed-perturbation > 0
 # (or resumed with it) use it; see REVISIONS.txt of the run.
 SPEED_FACTORS = ((9, 10), (19, 20), (21, 20), (11, 10))
+# Recording-chain colouring (--channel-eq P): with probability P each voice of a
+# mixture passes through its own smooth random equaliser (gains of up to +-8 dB at
+# knots spread over the octaves of the model's band), as if each speaker had been
+# recorded with another microphone and room treatment. The 60 minutes of training
+# speech come from few recording chains; held-out voices (test-other, podcasts'
+# remote guests) come from others. The target is the coloured voice: podsep keeps
+# each speaker's sound as recorded.
+EQ_KNOT_HZ = (60.0, 150.0, 350.0, 800.0, 1700.0, 3900.0)
+EQ_MAX_DB = 8.0
 
 
 def active_level(x: np.ndarray) -> float:
@@ -265,8 +274,23 @@ def perturb_speed(rng: np.random.Generator, utterance: np.ndarray, probability: 
     return resample_poly(utterance, up, down).astype(np.float32)
 
 
+def colour(rng: np.random.Generator, voice: np.ndarray, rate: int, probability: float) -> np.ndarray:
+    """The voice through a smooth random equaliser (another recording chain), with ``probability``.
+
+    Gains are drawn at a few knots and interpolated over log-frequency, so the
+    curve is smooth like a microphone's or a room treatment's, never a comb.
+    """
+    if probability <= 0 or rng.uniform() >= probability:
+        return voice
+    gains_db = rng.uniform(-EQ_MAX_DB, EQ_MAX_DB, len(EQ_KNOT_HZ))
+    frequencies = np.fft.rfftfreq(voice.size, 1.0 / rate)
+    curve_db = np.interp(np.log(np.maximum(frequencies, 1.0)), np.log(EQ_KNOT_HZ), gains_db)
+    coloured = np.fft.irfft(np.fft.rfft(voice) * 10 ** (curve_db / 20), voice.size)
+    return coloured.astype(np.float32)
+
+
 def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int, augment: bool,
-                 speed_probability: float = 0.0):
+                 speed_probability: float = 0.0, eq_probability: float = 0.0):
     speakers = list(by_speaker)
     i, j = rng.choice(len(speakers), size=2, replace=False)
     ua = corpus[rng.choice(by_speaker[speakers[i]])][1]
@@ -275,6 +299,8 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
         ua = perturb_speed(rng, ua, speed_probability)
         ub = perturb_speed(rng, ub, speed_probability)
     sa, sb = place(rng, ua, ub, n, rate)
+    if augment and eq_probability > 0:
+        sa, sb = colour(rng, sa, rate, eq_probability), colour(rng, sb, rate, eq_probability)
     if augment and rng.uniform() < REVERB_PROBABILITY:
         rt60 = rng.uniform(0.15, 0.7)
         sa = fftconvolve(sa, synthetic_rir(rng, rate, rt60))[:n].astype(np.float32)
@@ -291,11 +317,12 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
 
 
 def training_batch(corpus, by_speaker, rate: int, seed: int, stream: int, step: int, size: int,
-                   speed_probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+                   speed_probability: float, eq_probability: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixtures and sources of one training step: a function of ``(seed, stream, step)`` alone."""
     rng = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
     n = int(CROP_SECONDS[rng.integers(len(CROP_SECONDS))] * rate)
-    batch = [make_example(rng, corpus, by_speaker, n, rate, augment=True, speed_probability=speed_probability)
+    batch = [make_example(rng, corpus, by_speaker, n, rate, augment=True, speed_probability=speed_probability,
+                          eq_probability=eq_probability)
              for _ in range(size)]
     return torch.from_numpy(np.stack([b[0] for b in batch])), torch.from_numpy(np.stack([b[1] for b in batch]))
 
@@ -311,13 +338,14 @@ class StepBatches(torch.utils.data.Dataset):
         self.corpus, self.by_speaker, self.rate = corpus, by_speaker, rate
         self.seed, self.stream, self.size = args.seed, args.stream, args.batch
         self.speed_probability = args.speed_perturbation
+        self.eq_probability = args.channel_eq
 
     def __len__(self) -> int:
         return 1 << 40
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return training_batch(self.corpus, self.by_speaker, self.rate, self.seed, self.stream, step, self.size,
-                              self.speed_probability)
+                              self.speed_probability, self.eq_probability)
 
 
 def group_by_speaker(corpus) -> dict[str, list[int]]:
@@ -472,6 +500,8 @@ def main() -> None:
                         help="step at which the warm-up and cosine schedule (re)start")
     parser.add_argument("--speed-perturbation", type=float, default=0.0,
                         help="probability of resampling each voice by 0.9-1.1")
+    parser.add_argument("--channel-eq", type=float, default=0.0,
+                        help="probability of colouring each voice with a random equaliser (see EQ_KNOT_HZ)")
     parser.add_argument("--stream", type=int, default=0,
                         help="another draw of training mixtures from the same seed (a parallel branch); "
                              "0 = the seed's own stream")

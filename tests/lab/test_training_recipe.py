@@ -113,15 +113,29 @@ def test_worker_processes_mix_the_same_batches_as_the_loop():
     recipe = _recipe_module()
     corpus = _fake_corpus(5, 4.0)
     groups = recipe.group_by_speaker(corpus)
-    args = argparse.Namespace(seed=11, stream=1, batch=3, speed_perturbation=0.5)
+    args = argparse.Namespace(seed=11, stream=1, batch=3, speed_perturbation=0.5, channel_eq=0.5)
     loader = torch.utils.data.DataLoader(recipe.StepBatches(corpus, groups, 8000, args), batch_size=None,
                                          sampler=range(40, 44), num_workers=2)
     for step, (mix, src) in zip(range(40, 44), loader):
-        expected_mix, expected_src = recipe.training_batch(corpus, groups, 8000, 11, 1, step, 3, 0.5)
+        expected_mix, expected_src = recipe.training_batch(corpus, groups, 8000, 11, 1, step, 3, 0.5, 0.5)
         assert torch.equal(mix, expected_mix) and torch.equal(src, expected_src)
     other_stream = recipe.training_batch(corpus, groups, 8000, 11, 0, 40, 3, 0.5)[0]
     first = recipe.training_batch(corpus, groups, 8000, 11, 1, 40, 3, 0.5)[0]
     assert other_stream.shape != first.shape or not torch.equal(other_stream, first)
+
+
+def test_recording_chain_colouring_is_a_smooth_bounded_equaliser():
+    """``--channel-eq``: each voice's spectrum changes by at most EQ_MAX_DB, smoothly, reproducibly."""
+    recipe = _recipe_module()
+    voice = np.random.default_rng(3).standard_normal(16000).astype(np.float32)
+    assert recipe.colour(np.random.default_rng(0), voice, 8000, 0.0) is voice
+    coloured = recipe.colour(np.random.default_rng(5), voice, 8000, 1.0)
+    again = recipe.colour(np.random.default_rng(5), voice, 8000, 1.0)
+    assert np.array_equal(coloured, again)
+    gain_db = 20 * np.log10(np.abs(np.fft.rfft(coloured)) / np.abs(np.fft.rfft(voice)))
+    assert np.max(np.abs(gain_db)) <= recipe.EQ_MAX_DB + 1e-3
+    assert np.ptp(gain_db) > 3.0  # it does colour
+    assert np.max(np.abs(np.diff(gain_db))) < 0.5  # smooth across neighbouring bins: no comb
 
 
 def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypatch):
