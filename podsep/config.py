@@ -74,7 +74,7 @@ class AssignmentSettings:
     """Matching separated sources to diarized speakers."""
 
     min_context: float = 0.2
-    embedding_weight: float = 0.5
+    embedding_weight: float = 1.0
     continuity_weight: float = 1.0
     reference_speech: float = 30.0
 

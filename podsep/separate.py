@@ -25,6 +25,7 @@ from .reconstruct import VoiceSpectrum, rebuild_window
 from .spill import SpillStore
 
 PROFILE_SECONDS = 20.0  # solo speech per speaker used to learn their spectrum above the separator's band
+MIN_CORE_VOICE = 0.25  # seconds: shorter cores are not embedded on their own
 CERTAIN = 0.95  # assignment confidence from which a window is rendered without blending
 
 
@@ -70,9 +71,9 @@ def separate_and_assign(
             started = time.perf_counter()
             window, (start, end) = windows[index], bounds[index]
             window_activity = np.stack([activity[s].mask(start, end) for s in speakers])
-            vectors = None
+            vectors = core_vectors = None
             if references:
-                vectors = diarizer.embed([resample(s, rate, ANALYSIS_RATE) for s in sources], ANALYSIS_RATE)
+                vectors, core_vectors = source_voices(diarizer, sources, window, start, rate)
             previous, span = None, None
             earlier_index = previous_by_region.get(window.region)
             if earlier_index is not None and results[earlier_index] is not None:
@@ -86,7 +87,7 @@ def separate_and_assign(
             audio = source.read(start, end)
             outcome = assign_window(
                 audio, sources, window_activity, speakers, window.speakers, rate,
-                min_context=settings.assignment.min_context, source_embeddings=vectors,
+                min_context=settings.assignment.min_context, source_embeddings=vectors, core_embeddings=core_vectors,
                 reference_embeddings=references, embedding_weight=settings.assignment.embedding_weight,
                 previous=previous, previous_span=span, continuity_weight=settings.assignment.continuity_weight,
             )
@@ -111,6 +112,28 @@ def separate_and_assign(
     run.timings["separation"] = round(run.timings["separation"] - assign_seconds, 4)
     run.timings["assignment"] = round(assign_seconds, 4)
     return [r for r in results if r is not None]
+
+
+def source_voices(diarizer: Any, sources: np.ndarray, window: Window, start: int,
+                  rate: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Speaker embeddings of each source over the whole window and over its core, in one call.
+
+    The core is what the tracks keep, and a separator may swap its outputs
+    inside a window, so the core's voice is evidence of its own (see
+    :mod:`podsep.assignment`). Cores shorter than :data:`MIN_CORE_VOICE` are
+    too short to embed; their windows use the whole sources' voices alone.
+    """
+    core_start = max(0, to_samples(window.core_start, rate) - start)
+    core_end = min(sources.shape[1], to_samples(window.core_end, rate) - start)
+    clips = [resample(s, rate, ANALYSIS_RATE) for s in sources]
+    with_core = core_end - core_start >= MIN_CORE_VOICE * rate
+    if with_core:
+        clips += [resample(s[core_start:core_end], rate, ANALYSIS_RATE) for s in sources]
+    vectors = diarizer.embed(clips, ANALYSIS_RATE)
+    if vectors is None:
+        return None, None
+    count = sources.shape[0]
+    return vectors[:count], (vectors[count:] if with_core else None)
 
 
 def separator_band(separator: Any, rate: int) -> float | None:
