@@ -186,6 +186,33 @@ def test_voice_evidence_decides_over_context_and_the_core_over_the_whole_source(
     assert outcome.source_index == {"A": 0, "B": 1} and outcome.evidence == ["context"]
 
 
+def test_each_source_is_embedded_whole_and_over_the_core_in_one_call():
+    """The core's voice is the part the tracks keep; too short a core is not embedded alone."""
+    from podsep.overlaps import Window
+    from podsep.separate import MIN_CORE_VOICE, source_voices
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def embed(self, clips, rate):
+            self.calls.append([len(c) for c in clips])
+            return np.stack([np.full(3, float(len(c))) for c in clips])
+
+    rate = 16000
+    sources = np.random.default_rng(1).standard_normal((2, 3 * rate)).astype(np.float32)
+    window = Window(index=0, region=0, chunk=0, num_chunks=1, start=10.0, end=13.0, core_start=11.0, core_end=12.5,
+                    speakers=("A", "B"))
+    recorder = Recorder()
+    whole, core = source_voices(recorder, sources, window, 10 * rate, rate)
+    assert recorder.calls == [[3 * rate, 3 * rate, int(1.5 * rate), int(1.5 * rate)]]  # one call, four clips
+    assert whole[:, 0].tolist() == [3 * rate] * 2 and core[:, 0].tolist() == [1.5 * rate] * 2
+    short = Window(index=0, region=0, chunk=0, num_chunks=1, start=10.0, end=13.0, core_start=11.0,
+                   core_end=11.0 + MIN_CORE_VOICE / 2, speakers=("A", "B"))
+    whole, core = source_voices(recorder, sources, short, 10 * rate, rate)
+    assert core is None and whole.shape[0] == 2 and len(recorder.calls[-1]) == 2
+
+
 # -- settings ------------------------------------------------------------------------
 
 def test_default_yaml_matches_code_defaults():
