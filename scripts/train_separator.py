@@ -17,6 +17,11 @@ backchannel), reverberation from synthetic room responses on a quarter of the ex
 (the *reverberant image* of each speaker is the target: podsep keeps the room)
 and coloured noise at 10-30 dB SNR on a quarter (noise is in the mixture, not in
 the targets).
+Two augmentations are switched on by options, so that runs started without them
+stay reproducible: ``--speed-perturbation P`` (each voice resampled by 0.9-1.1
+with probability P: new apparent voices) and ``--channel-eq P`` (each voice
+through its own smooth random equaliser with probability P: other recording
+chains); the targets are the perturbed voices.
 
 Loss: permutation-invariant negative SI-SDR. Optimiser: Adam with a short
 warm-up and cosine decay over ``--total-steps``. A checkpoint (model, optimiser,
