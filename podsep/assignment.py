@@ -19,11 +19,12 @@ evidence, all scale-invariant:
 * **continuity**: for chunks of a long overlap, the source must continue the
   previous chunk's source for that speaker in the audio both chunks share.
 
-When every assigned speaker has a reference voice, the voice evidence decides
-and context and activity are only reported: fitted on windows of training
-voices with podsep's own separator, adding context to voice made more windows
-wrong, not fewer (``scripts/calibrate_assignment.py``). Otherwise context and
-activity decide. The scores are log-odds; they are solved as an assignment
+When every assigned speaker has a reference voice, the scores are the log-odds
+of a logistic regression on the whole-source voice, the core's voice and the
+context, fitted on windows of training voices with podsep's own separator
+(``scripts/calibrate_assignment.py``); voice carries most of the weight.
+Otherwise context and activity decide, divided by a fitted temperature. The
+scores are solved as an assignment
 problem (Hungarian), and the confidence is the probability of the chosen
 assignment under a softmax over all possible assignments. Each chosen source is then rescaled (per output channel)
 by least squares against the mixture where its speaker is alone, so the voice is
@@ -51,18 +52,21 @@ SHARE_FLOOR = 1e-6         # a frame's log-odds are bounded (about +-13.8)
 EVIDENCE_CAP_FRAMES = 50   # evidence grows with the square root of the solo frames, up to 1 s of them
 #: Log-odds per unit of cosine similarity (-1..1) between a speaker's reference voice and a
 #: source's embedding, over the whole source and over its core, at
-#: ``assignment.embedding_weight`` 1. Fitted by logistic regression of "the chosen pairing is
-#: the better one over the core" on the two margins (``scripts/calibrate_assignment.py``).
-#: With a weak separator both outputs carry both voices and the margins between the right and
-#: the wrong pairing are small (0.01-0.2), yet their sign is right more often than the
-#: context's. Measured on 445 windows of 47 conversations of training voices with the
-#: separator shipped in session 5 (``calibrate_assignment.py --count 48 --first-seed 2000``),
-#: share of the overlapped time whose better pairing each picks: context 93.2 %, whole-source
-#: voice 94.7 %, the core's voice 95.1 %; fitted on both voices, cross-validated by
-#: conversation, 96.0 % (74 dB given away in the wrong windows), with context added 95.1 %
-#: (114 dB). So context does not add to voice.
-VOICE_SCALE = 8.6
-CORE_VOICE_SCALE = 13.4
+#: ``assignment.embedding_weight`` 1, and per unit of context, when every speaker has a
+#: reference voice. Fitted by logistic regression of "this pairing is the better one over
+#: the core" on the three margins (``scripts/calibrate_assignment.py``). With a weak
+#: separator both outputs carry both voices and the margins between the right and the wrong
+#: pairing are small (0.01-0.2), yet their sign is right more often than the context's.
+#: Measured on 445 windows of 47 conversations of training voices with the separator shipped
+#: in session 5 (``--count 48 --first-seed 2000``), cross-validated by conversation: the
+#: three together give the best probabilities (log-loss 0.153 against 0.165 for the two
+#: voices alone and 0.215 for context alone), which matters because uncertain windows are
+#: blended; the two voices alone pick the better pairing for slightly more of the time (96.0
+#: against 95.1 %), and inside podsep (12 other conversations of training voices) both rules
+#: gave the same overlap SI-SDR (2.99 and 3.01 dB).
+VOICE_SCALE = 2.74
+CORE_VOICE_SCALE = 15.28
+CONTEXT_WITH_VOICE = 0.0112
 #: Log-odds per unit of cosine similarity between a chunk's source and the previous chunk's
 #: source for the same speaker, over the audio both chunks share (100 context units before
 #: context was brought to log-odds by CONFIDENCE_TEMPERATURE).
@@ -184,7 +188,7 @@ def assign_window(
     voice = _voice_scores(chosen, source_embeddings, core_embeddings, reference_embeddings)
     context = _context_scores(mono, sources, solo, [row_of[label] for label in chosen], sample_rate)
     if context is not None:
-        parts["context"] = context  # reported even when voice decides (what calibration compares)
+        parts["context"] = context
     if voice is not None and embedding_weight > 0:
         for name, part in voice.items():
             parts[name] = part  # margins in cosine units, before weighting
@@ -192,6 +196,9 @@ def assign_window(
         scores += embedding_weight * (VOICE_SCALE * voice["voice"])
         if "voice_core" in voice:
             scores += embedding_weight * (CORE_VOICE_SCALE * voice["voice_core"])
+        if context is not None and CONTEXT_WITH_VOICE > 0:
+            scores += CONTEXT_WITH_VOICE * context
+            evidence.append("context")
     else:
         raw = _without_voice(scores.shape, context, sources, activity, solo, chosen, row_of, parts, evidence)
         scores += raw / CONFIDENCE_TEMPERATURE

@@ -146,12 +146,15 @@ def _unit(vector):
     return vector / np.linalg.norm(vector)
 
 
-def test_voice_evidence_decides_over_context_and_the_core_over_the_whole_source():
-    """With reference voices, context is reported but voice decides; the core's voice weighs most.
+def test_voice_and_context_add_up_as_fitted_log_odds_and_the_core_weighs_most():
+    """With reference voices, assignment adds the fitted log-odds of voice (whole and core) and context.
 
-    (Fitted on training voices: context added to voice made more windows wrong; a separator
-    can swap its outputs inside a window, and the core is what the tracks keep.)
+    The confidence is then the logistic of the summed margins; a separator can swap its
+    outputs inside a window, so the core's voice can overrule both the context and the
+    whole sources' voices. Without a reference voice for every speaker, context decides.
     """
+    from podsep import assignment
+
     rng = np.random.default_rng(0)
     n = 3000
     a = rng.standard_normal(n).astype(np.float32)
@@ -160,30 +163,29 @@ def test_voice_evidence_decides_over_context_and_the_core_over_the_whole_source(
     b[:1000] = 0
     mixture = (a + b)[None, :]
     activity = np.stack([np.arange(n) < 2000, np.arange(n) >= 1000])
-    sources = np.stack([a, b])  # context says A=0, B=1
-    voice_a, voice_b = _unit([1.0, 0.0, 0.0]), _unit([0.0, 1.0, 0.0])
-    references = {"A": voice_a, "B": voice_b}
-    swapped = np.stack([_unit([0.2, 1.0, 0.3]), _unit([1.0, 0.2, 0.3])])  # the voices say A=1, B=0
-    outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
-                            source_embeddings=swapped, reference_embeddings=references)
-    assert outcome.source_index == {"A": 1, "B": 0}
-    assert "voice" in outcome.evidence and "context" not in outcome.evidence
-    assert outcome.margins["context"] < 0 < outcome.margins["voice"]  # context reported, overruled
-    # the whole sources lean one way a little, their cores the other way more: the core wins
-    lean = np.stack([_unit([0.5, 0.45, 0.7]), _unit([0.45, 0.5, 0.7])])  # A=0 by a hair
-    cores = np.stack([_unit([0.1, 1.0, 0.2]), _unit([1.0, 0.1, 0.2])])    # A=1 clearly
+    sources = np.stack([a, b])  # the context says A=0, B=1
+    references = {"A": _unit([1.0, 0.0, 0.0]), "B": _unit([0.0, 1.0, 0.0])}
+    lean = np.stack([_unit([0.5, 0.45, 0.7]), _unit([0.45, 0.5, 0.7])])  # the whole sources: A=0 by a hair
+    cores = np.stack([_unit([0.1, 1.0, 0.2]), _unit([1.0, 0.1, 0.2])])    # the cores: A=1, clearly
     outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
                             source_embeddings=lean, core_embeddings=cores, reference_embeddings=references)
     assert outcome.source_index == {"A": 1, "B": 0}
-    assert outcome.confidence > 0.99
-    # the confidence is the logistic of the fitted log-odds: a tiny voice margin is close to a coin toss
+    assert set(outcome.evidence) == {"voice", "voice_core", "context"}
+    assert outcome.margins["context"] < 0 and outcome.margins["voice"] < 0 < outcome.margins["voice_core"]
+    log_odds = (assignment.VOICE_SCALE * outcome.margins["voice"]
+                + assignment.CORE_VOICE_SCALE * outcome.margins["voice_core"]
+                + assignment.CONTEXT_WITH_VOICE * outcome.margins["context"])
+    assert outcome.confidence == pytest.approx(1.0 / (1.0 + np.exp(-log_odds)), rel=1e-6)
+    # without the cores, the context and the whole sources agree: A=0
     outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
                             source_embeddings=lean, reference_embeddings=references)
-    assert outcome.source_index == {"A": 0, "B": 1} and 0.5 < outcome.confidence < 0.8
-    # without a reference voice for every speaker, context decides
+    assert outcome.source_index == {"A": 0, "B": 1} and "voice_core" not in outcome.evidence
+    # without a reference voice for every speaker, context decides alone, on its own temperature
     outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
-                            source_embeddings=swapped, reference_embeddings={"A": voice_a})
+                            source_embeddings=cores, reference_embeddings={"A": references["A"]})
     assert outcome.source_index == {"A": 0, "B": 1} and outcome.evidence == ["context"]
+    expected = 1.0 / (1.0 + np.exp(-outcome.margins["context"] / assignment.CONFIDENCE_TEMPERATURE))
+    assert outcome.confidence == pytest.approx(expected, rel=1e-6)
 
 
 def test_each_source_is_embedded_whole_and_over_the_core_in_one_call():
