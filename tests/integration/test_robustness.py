@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 
 import podsep
 from podsep.audio import write_audio
+from podsep.cli.progress import STAGE_TITLES
 from podsep.models.separation import iter_separated
 
 
@@ -92,9 +92,16 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path, shared_dir):
     environment = dict(os.environ, HF_HUB_OFFLINE="1", PODSEP_CACHE=str(tmp_path / "cache"))
     process = subprocess.Popen([sys.executable, "-m", "podsep", "split", str(source), "-o", str(out), "--diarizer",
                                 "embedded", "--overlap", "duplicate"], stderr=subprocess.PIPE, text=True, env=environment)
-    time.sleep(8)
+    # Interrupt once the run is under way (decoded, diarizing), whatever the machine's speed:
+    # a fixed delay let a fast machine finish first.
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if STAGE_TITLES["diarization"] in line:
+            break
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=300)
+    _, rest = process.communicate(timeout=300)
+    stderr = "".join(seen) + rest
     if process.returncode == 0:
         pytest.fail("the run finished before it could be interrupted; make the input longer")
     assert process.returncode == 130, stderr
