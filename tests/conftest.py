@@ -7,6 +7,7 @@ beside the checkout (also in CI). ``PODSEP_SHARED`` overrides that location.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def shared_path() -> Path:
     """Where the shared speech/reference folder is (``PODSEP_SHARED`` or ``../shared``)."""
     return Path(os.environ.get("PODSEP_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+def pytest_configure(config) -> None:
+    """Ctrl-C as under a terminal, for this process and the podsep runs the tests start.
+
+    A suite started in the background by a non-interactive shell (``cmd &``) has
+    SIGINT ignored, and child processes inherit that: Python then installs no
+    KeyboardInterrupt handler, and the tests that Ctrl-C a run would see it finish.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

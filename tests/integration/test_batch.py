@@ -42,18 +42,7 @@ def batch(*args: str, cache: Path, timeout: float = 300) -> subprocess.Completed
 def start_batch(*args: str, cache: Path) -> subprocess.Popen:
     """A batch in its own process group, so that a test can Ctrl-C it like a terminal would."""
     return subprocess.Popen([sys.executable, "-m", "podsep", "batch", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environment(cache), start_new_session=True,
-                            preexec_fn=default_sigint)
-
-
-def default_sigint() -> None:
-    """Ctrl-C at its default in the child, as under a terminal.
-
-    A test run started in the background by a non-interactive shell (``cmd &``) has
-    SIGINT ignored, and children inherit that: Python then installs no
-    KeyboardInterrupt handler and a Ctrl-C test would test nothing.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                            stderr=subprocess.PIPE, text=True, env=environment(cache), start_new_session=True)
 
 
 def report(out: Path) -> dict[str, dict[str, str]]:
