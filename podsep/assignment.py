@@ -24,10 +24,10 @@ of a logistic regression on the whole-source voice, the core's voice and the
 context, fitted on windows of training voices with podsep's own separator
 (``scripts/calibrate_assignment.py``); voice carries most of the weight.
 Otherwise context and activity decide, divided by a fitted temperature. The
-scores are solved as an assignment
-problem (Hungarian), and the confidence is the probability of the chosen
-assignment under a softmax over all possible assignments. Each chosen source is then rescaled (per output channel)
-by least squares against the mixture where its speaker is alone, so the voice is
+scores are solved as an assignment problem (Hungarian), and the confidence is
+the probability of the chosen assignment under a softmax over all possible
+assignments. Each chosen source is then rescaled (per output channel) by least
+squares against the mixture where its speaker is alone, so the voice is
 as loud inside the overlap as around it; with no solo context, the sources are
 jointly fitted to the mixture instead.
 """
@@ -228,9 +228,10 @@ def _voice_scores(chosen: list[str], whole: np.ndarray | None, core: np.ndarray 
     """Cosine similarities of each speaker's reference voice to each source (whole, and core when given)."""
     if whole is None or not references or not all(s in references for s in chosen):
         return None
-    parts = {"voice": np.array([[float(np.dot(references[s], e)) for e in whole] for s in chosen])}
+    voices = np.stack([references[s] for s in chosen])
+    parts = {"voice": voices @ np.asarray(whole).T}
     if core is not None:
-        parts["voice_core"] = np.array([[float(np.dot(references[s], e)) for e in core] for s in chosen])
+        parts["voice_core"] = voices @ np.asarray(core).T
     return parts
 
 

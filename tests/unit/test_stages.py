@@ -124,15 +124,19 @@ def test_mute_policy_silences_unseparated_overlap():
         assert joint.end <= 400 or joint.start >= 600
 
 
-def test_assignment_prefers_context_and_restores_level():
+def _hand_over_window():
+    """A 3 s window at 1 kHz: A talks for 2 s, B from 1 s on (1 s of overlap); voices, mixture, activity."""
     rng = np.random.default_rng(0)
     n = 3000
     a = rng.standard_normal(n).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
     a[2000:] = 0
     b[:1000] = 0
-    mixture = (a + b)[None, :]
-    activity = np.stack([np.arange(n) < 2000, np.arange(n) >= 1000])
+    return a, b, (a + b)[None, :], np.stack([np.arange(n) < 2000, np.arange(n) >= 1000])
+
+
+def test_assignment_prefers_context_and_restores_level():
+    a, b, mixture, activity = _hand_over_window()
     sources = np.stack([b * 0.01, a * 7.0])
     outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1)
     assert outcome.source_index == {"A": 1, "B": 0}
@@ -155,14 +159,7 @@ def test_voice_and_context_add_up_as_fitted_log_odds_and_the_core_weighs_most():
     """
     from podsep import assignment
 
-    rng = np.random.default_rng(0)
-    n = 3000
-    a = rng.standard_normal(n).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    a[2000:] = 0
-    b[:1000] = 0
-    mixture = (a + b)[None, :]
-    activity = np.stack([np.arange(n) < 2000, np.arange(n) >= 1000])
+    a, b, mixture, activity = _hand_over_window()
     sources = np.stack([a, b])  # the context says A=0, B=1
     references = {"A": _unit([1.0, 0.0, 0.0]), "B": _unit([0.0, 1.0, 0.0])}
     lean = np.stack([_unit([0.5, 0.45, 0.7]), _unit([0.45, 0.5, 0.7])])  # the whole sources: A=0 by a hair
