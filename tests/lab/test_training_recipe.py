@@ -160,3 +160,18 @@ def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypat
     assert chosen >= 210 and chosen % 10 == 0
     assert state["step"] == chosen
     assert state["log"][-1]["device"] == "cpu"
+
+
+def test_adaptation_development_pairs_use_training_voices_only(shared_dir):
+    """``tune_adaptation.py`` chooses adaptation's recipe: its voices must never be held-out ones."""
+    spec = importlib.util.spec_from_file_location("tune_adaptation", REPO_ROOT / "scripts" / "tune_adaptation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pairs = module.development_pairs(12)
+    speakers = [speaker for pair in pairs for speaker in pair]
+    assert len(pairs) == 12 and pairs[:4] == module.DEV_PAIRS
+    assert len(set(speakers)) == len(speakers)  # each voice once
+    training = {path.name.split("-")[0] for path in (shared_dir / "data" / "librispeech" / "train-clean-100").glob("*.flac")}
+    held_out = {path.name for path in (shared_dir / "data" / "librispeech" / "test-other").iterdir() if path.is_dir()}
+    assert set(speakers) <= training and not set(speakers) & held_out
+    assert module.development_pairs(12) == pairs  # seeded: the same pairs every time
