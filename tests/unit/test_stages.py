@@ -177,6 +177,14 @@ def test_voice_and_context_add_up_as_fitted_log_odds_and_the_core_weighs_most():
     outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
                             source_embeddings=lean, reference_embeddings=references)
     assert outcome.source_index == {"A": 0, "B": 1} and "voice_core" not in outcome.evidence
+    # a core too short to embed: the whole sources' voice takes both voice weights, never turned around
+    assert assignment.WHOLE_VOICE_WITHOUT_CORE_SCALE == max(0.0, assignment.VOICE_SCALE + assignment.CORE_VOICE_SCALE)
+    outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
+                            source_embeddings=cores, reference_embeddings=references)
+    assert outcome.source_index == {"A": 1, "B": 0}  # the clear voices outweigh the context
+    log_odds = (assignment.WHOLE_VOICE_WITHOUT_CORE_SCALE * outcome.margins["voice"]
+                + assignment.CONTEXT_WITH_VOICE * outcome.margins["context"])
+    assert outcome.margins["voice"] > 0 and outcome.confidence == pytest.approx(1.0 / (1.0 + np.exp(-log_odds)), rel=1e-6)
     # without a reference voice for every speaker, context decides alone, on its own temperature
     outcome = assign_window(mixture, sources, activity, ["A", "B"], ["A", "B"], 1000, min_context=0.1,
                             source_embeddings=cores, reference_embeddings={"A": references["A"]})
