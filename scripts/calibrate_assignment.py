@@ -82,7 +82,9 @@ def windows_of(separator: EmbeddedSeparator, seed: int, duration: float) -> list
             rows.append({"seed": seed, "seconds": (b - a) / rate, "right": bool(score_chosen >= score_swapped),
                          "cost_db": float(abs(score_chosen - score_swapped)),
                          "context": sum(margins.get(k, 0.0) for k in CONTEXT_KINDS),
-                         "voice": margins.get("voice"), "voice_core": margins.get("voice_core", 0.0),
+                         "voice": margins.get("voice"),
+                         # a core too short to embed: its whole output's voice stands in, as in podsep.assignment
+                         "voice_core": margins.get("voice_core", margins.get("voice")),
                          "confidence": entry["confidence"]})
     return rows
 
