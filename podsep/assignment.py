@@ -65,8 +65,8 @@ EVIDENCE_CAP_FRAMES = 50   # evidence grows with the square root of the solo fra
 #: (96.0 against 95.1 %), and inside podsep (12 other conversations of training voices) both
 #: rules gave the same overlap SI-SDR (2.99 and 3.01 dB). Refitted for the session-6
 #: separator: log-loss 0.158 / 0.174 / 0.213, and the three together also picked right more
-#: often (95.2 against 94.2 % of the time). Refitted for the session-7 separator (these
-#: values): log-loss 0.171 / 0.180 / 0.226; the voices alone pick right slightly more often
+#: often (95.2 against 94.2 % of the time). Refitted for the session-7 separator:
+#: log-loss 0.171 / 0.180 / 0.226; the voices alone pick right slightly more often
 #: (94.6 against 94.1 %), the three together keep the better probabilities. Refitted for the
 #: session-8 separator (these values): log-loss 0.148 / 0.169 / 0.198 and the three together pick
 #: right as often as the voices alone (95.1 against 95.0 %). The whole output's voice now gets a
