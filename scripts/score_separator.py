@@ -63,10 +63,11 @@ def best_pair(references: np.ndarray, estimates: np.ndarray) -> tuple[float, flo
 
 def heldout(separator: EmbeddedSeparator, count: int, speech_set: str = "test-other") -> dict:
     """SI-SDRi on ``count`` 4 s mixtures of test-other voices (or, to develop, of the training voices)."""
-    from train_separator import group_by_speaker, heldout_corpus, make_example, training_corpus
+    from train_separator import group_by_speaker, heldout_corpus, make_example, training_corpus, unseen_corpus
 
     rate = separator.sample_rate
-    corpus = heldout_corpus(rate) if speech_set == "test-other" else training_corpus(rate)
+    corpora = {"test-other": heldout_corpus, "train-clean-100": training_corpus, "unseen": unseen_corpus}
+    corpus = corpora[speech_set](rate)
     groups = group_by_speaker(corpus)
     rng = np.random.default_rng([HELDOUT_SEED])
     rows = {"full": [], "partial": []}
@@ -226,10 +227,11 @@ def main() -> None:
     parser.add_argument("--librimix", action="store_true")
     parser.add_argument("--assignment", type=int, default=0, help="number of generated conversations")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per generated conversation")
-    parser.add_argument("--speech-set", default="test-other", choices=["test-other", "train-clean-100"],
+    parser.add_argument("--speech-set", default="test-other", choices=["test-other", "train-clean-100", "unseen"],
                         help="voices of the mixtures and generated conversations: test-other to report, "
-                             "train-clean-100 to develop (tuning on test-other would spoil it; with --heldout "
-                             "it means every training voice)")
+                             "train-clean-100 or unseen to develop (tuning on test-other would spoil it; with "
+                             "--heldout, train-clean-100 means every training voice and unseen the development "
+                             "voices the separator never trained on, see train_separator.unseen_corpus)")
     parser.add_argument("--shifts", type=int, default=DEFAULT_SHIFTS,
                         help=f"separations averaged per window (default {DEFAULT_SHIFTS}, the product's)")
     parser.add_argument("--dialogue", action="store_true", help="the real phone dialogue dialogues/MUL1011.opus")
@@ -246,7 +248,8 @@ def main() -> None:
     if args.heldout:
         report["heldout"] = heldout(separator, args.heldout, args.speech_set)
         h = report["heldout"]
-        label = "held-out test-other" if args.speech_set == "test-other" else "development (training voices)"
+        label = {"test-other": "held-out test-other", "train-clean-100": "development (training voices)",
+                 "unseen": "development (voices never trained on)"}[args.speech_set]
         print(f"{label}: {h['mixtures']} mixtures, SI-SDRi mean {h['si_sdri_mean']:.2f} dB "
               f"(median {h['si_sdri_median']:.2f}); full overlap {h['full_overlap']:.2f} dB ({h['full_count']}), "
               f"partial {h['partial_overlap']:.2f} dB ({h['partial_count']}); {h['rtf_one_thread']:.4f} x real time")
@@ -259,6 +262,8 @@ def main() -> None:
         print(f"{'mean':<8} {np.mean([r['mixture'] for r in rows]):>8.2f} {np.mean([r['podsep'] for r in rows]):>8.2f} "
               f"{np.mean([r['podsep_sdri'] for r in rows]):>8.2f} {np.mean([r['peer_convtasnet'] for r in rows]):>8.2f} "
               f"{np.mean([r['peer_sdri'] for r in rows]):>12.2f}")
+    if args.assignment and args.speech_set == "unseen":
+        raise SystemExit("--assignment needs a LibriSpeech folder of voices: test-other or train-clean-100")
     if args.assignment:
         overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
         report["assignment"] = a = assignment(separator, args.assignment, args.duration,

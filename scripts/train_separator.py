@@ -49,6 +49,7 @@ import os
 import shutil
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -134,13 +135,7 @@ def unpack_corpus(source: Path, name: str, rate: int) -> list[tuple[str, np.ndar
 
 def load_utterance(path: Path, rate: int) -> np.ndarray:
     audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    if file_rate != rate:
-        g = math.gcd(file_rate, rate)
-        audio = resample_poly(audio, rate // g, file_rate // g).astype(np.float32)
-    audio = trim_silence(audio - audio.mean(), rate)
-    rms = float(np.sqrt(np.mean(audio**2))) + 1e-8
-    return (audio / rms * 0.05).astype(np.float32)
+    return _normalised(audio.mean(axis=1), file_rate, rate)
 
 
 def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0) -> np.ndarray:
@@ -185,6 +180,95 @@ def heldout_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
         for path in sorted(speaker_dir.glob("*.flac")):
             items.append((speaker_dir.name, load_utterance(path, rate)))
     return items
+
+
+def _ascii_name(name: str) -> str:
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+
+
+def _speech_runs(audio: np.ndarray, rate: int, floor_db: float = -35.0, gap: float = 0.5,
+                 shortest: float = 1.0) -> list[tuple[int, int]]:
+    """(start, end) samples of the stretches of a one-voice track that hold speech."""
+    frame = int(0.02 * rate)
+    count = audio.size // frame
+    energy = (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20
+    loud = energy > energy.max() * 10 ** (floor_db / 10)
+    runs, start, quiet = [], None, 0
+    for k, on in enumerate(loud):
+        if on:
+            start, quiet = (k if start is None else start), 0
+        elif start is not None:
+            quiet += 1
+            if quiet * 0.02 >= gap:
+                runs.append((start, k - quiet + 1))
+                start, quiet = None, 0
+    if start is not None:
+        runs.append((start, count))
+    return [(a * frame, b * frame) for a, b in runs if (b - a) * 0.02 >= shortest]
+
+
+def unseen_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
+    """Solo speech of voices the separator never trained on, for development decisions.
+
+    The shipping decision between branches needs voices the model has not
+    learnt: mixtures of training voices reward memorising them (the held-out
+    sets, test-other above all, are for evaluation only and decide nothing).
+    Two folders of ``../shared`` that are neither training nor evaluation data
+    for the separator hold such voices:
+
+    * ``meeting-sim/000_source<id>.wav``: seven dry LibriSpeech *test-clean*
+      speakers (not in train-clean-100, not in test-other), cut at their pauses;
+    * ``ami/*.wav``: 27 AMI meeting speakers (headset mix, another recording
+      chain), the stretches of at least one second where the reference turns
+      (the RTTMs) have that speaker alone.
+    """
+    base = shared_dir() / "data"
+    items: list[tuple[str, np.ndarray]] = []
+    for path in sorted((base / "meeting-sim").glob("000_source*.wav")):
+        audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        for start, end in _speech_runs(audio, file_rate):
+            items.append(("ms" + path.stem.removeprefix("000_source"), _normalised(audio[start:end], file_rate, rate)))
+    files = {_ascii_name(path.stem): path for path in (base / "ami").glob("*.wav")}
+    turns: dict[str, list[tuple[float, float, str]]] = {}
+    for rttm in sorted((base / "ami").glob("*.rttm")):
+        for line in rttm.read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            if len(fields) >= 8 and fields[0] == "SPEAKER":
+                onset, duration = float(fields[3]), float(fields[4])
+                turns.setdefault(_ascii_name(fields[1]), []).append((onset, onset + duration, fields[7]))
+    for uri, spans in sorted(turns.items()):
+        if uri not in files:
+            continue
+        audio, file_rate = sf.read(str(files[uri]), dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        for start, end, speaker in solo_pieces(spans):
+            piece = audio[int(start * file_rate) : int(end * file_rate)]
+            items.append(("ami" + _ascii_name(speaker), _normalised(piece, file_rate, rate)))
+    return items
+
+
+def solo_pieces(turns: list[tuple[float, float, str]], shortest: float = 1.0) -> list[tuple[float, float, str]]:
+    """(start, end, speaker) stretches of at least ``shortest`` seconds where one speaker talks alone."""
+    pieces = []
+    for onset, offset, speaker in turns:
+        others = sorted((a, b) for a, b, who in turns if who != speaker and b > onset and a < offset)
+        cursor = onset
+        for a, b in [*others, (offset, offset)]:  # the parts of this turn no one else speaks in
+            if min(a, offset) - cursor >= shortest:
+                pieces.append((cursor, min(a, offset), speaker))
+            cursor = max(cursor, b)
+    return pieces
+
+
+def _normalised(audio: np.ndarray, file_rate: int, rate: int) -> np.ndarray:
+    """One utterance at the model's rate, trimmed and scaled as :func:`load_utterance` does."""
+    if file_rate != rate:
+        g = math.gcd(file_rate, rate)
+        audio = resample_poly(audio, rate // g, file_rate // g).astype(np.float32)
+    audio = trim_silence(audio - audio.mean(), rate)
+    rms = float(np.sqrt(np.mean(audio**2))) + 1e-8
+    return (audio / rms * 0.05).astype(np.float32)
 
 
 def synthetic_rir(rng: np.random.Generator, rate: int, rt60: float) -> np.ndarray:
@@ -533,6 +617,10 @@ def main() -> None:
     parser.add_argument("--branch", type=Path, action="append", default=[],
                         help="with --average-from: also average this branch's snapshots (a run dir trained "
                              "from the same checkpoint with another --stream)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="when the run dir has no checkpoint: start from these shipped weights "
+                             "(podsep/data/separator.pt) at their recorded step and training time, with a "
+                             "fresh optimiser; their recipe's command and resumes carry over")
     parser.add_argument("--speechbrain", type=Path, default=None,
                         help="with --export: also write a speechbrain-format model folder here")
     args = parser.parse_args()
@@ -569,7 +657,25 @@ def main() -> None:
         command = state["command"]
         resumes = list(state.get("resumes", []))
         print(f"resumed at step {step}, {elapsed / 60:.1f} min trained", flush=True)
-    if ckpt_path.exists():
+    elif args.init_from is not None:
+        shipped = torch.load(args.init_from, map_location=args.device, weights_only=True)
+        config = ConvTasNetConfig.from_dict(shipped["config"])
+        model = ConvTasNet(config).to(args.device)
+        model.load_state_dict(shipped["state_dict"])
+        optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
+        recipe = shipped["recipe"]
+        step, elapsed = int(recipe["steps"]), float(recipe["train_seconds"])
+        command, resumes = recipe["command"], list(recipe.get("resumes", []))
+        if (args.run_dir / "log.json").exists():  # the run's earlier log, copied back from docs/training/
+            log = json.loads((args.run_dir / "log.json").read_text())
+        digest = hashlib.sha256(args.init_from.read_bytes()).hexdigest()
+        # The shipped weights may be a mean of snapshots: say so, because the next
+        # steps start from that mean rather than from the run's last checkpoint.
+        resumes.append({"step": step, "init_from": f"{args.init_from.name} sha256 {digest[:16]}",
+                        "averaged_steps": len(recipe.get("averaged_steps", [])),
+                        "optimiser": "fresh Adam (the run's optimiser state was not kept)"})
+        print(f"started from {args.init_from} (step {step}, {elapsed / 60:.1f} min trained)", flush=True)
+    if ckpt_path.exists() or args.init_from is not None:
         resumes.append({"step": step, "command": " ".join(sys.argv)})
     print(f"model: {count_parameters(model) / 1e6:.3f} M parameters, {config}", flush=True)
 

@@ -175,3 +175,60 @@ def test_adaptation_development_pairs_use_training_voices_only(shared_dir):
     held_out = {path.name for path in (shared_dir / "data" / "librispeech" / "test-other").iterdir() if path.is_dir()}
     assert set(speakers) <= training and not set(speakers) & held_out
     assert module.development_pairs(12) == pairs  # seeded: the same pairs every time
+
+
+def test_solo_pieces_keep_only_what_one_speaker_says_alone():
+    recipe = _recipe_module()
+    turns = [(0.0, 5.0, "A"), (2.0, 2.5, "B"), (4.5, 8.0, "B"), (6.0, 6.4, "C")]
+    pieces = recipe.solo_pieces(turns)
+    assert pieces == [(0.0, 2.0, "A"), (2.5, 4.5, "A"), (5.0, 6.0, "B"), (6.4, 8.0, "B")]
+    assert recipe.solo_pieces(turns, shortest=1.8) == [(0.0, 2.0, "A"), (2.5, 4.5, "A")]
+
+
+def test_unseen_development_voices_are_neither_training_nor_held_out(shared_dir, monkeypatch):
+    """The shipping decision's voices (``--speech-set unseen``) must be new to the model and not evaluation voices."""
+    recipe = _recipe_module()
+    monkeypatch.setattr(recipe, "PACKED_DATA", None)
+    monkeypatch.setenv("PODSEP_SHARED", str(shared_dir))
+    corpus = recipe.unseen_corpus(8000)
+    voices = {speaker for speaker, _ in corpus}
+    training = {speaker for speaker, _ in recipe.training_corpus(8000)}
+    held_out = {path.name for path in (shared_dir / "data" / "librispeech" / "test-other").iterdir() if path.is_dir()}
+    assert len(voices) >= 20 and not voices & training
+    librispeech_ids = {voice.removeprefix("ms") for voice in voices if voice.startswith("ms")}
+    training_ids = {voice.removeprefix("ls") for voice in training if voice.startswith("ls")}
+    assert len(librispeech_ids) == 7 and not librispeech_ids & (training_ids | held_out)
+    assert all(audio.size >= 0.5 * 8000 for _, audio in corpus)
+    assert sum(audio.size for _, audio in corpus) / 8000 > 180  # minutes of speech, not scraps
+
+
+def test_a_run_can_start_from_shipped_weights(tmp_path):
+    """``--init-from``: the next steps start from the exported weights, their step and their history."""
+    recipe = _recipe_module()
+    train, heldout = _fake_corpus(4, 4.0), _fake_corpus(2, 5.0)
+    packed = tmp_path / "packed"
+    original_train, original_heldout = recipe.training_corpus, recipe.heldout_corpus
+    recipe.training_corpus, recipe.heldout_corpus = (lambda rate: train), (lambda rate: heldout)
+    try:
+        recipe.pack_corpora(packed, 8000)
+    finally:
+        recipe.training_corpus, recipe.heldout_corpus = original_train, original_heldout
+    source = _run_dir(tmp_path, "before", {100: 0.01})
+    shipped = tmp_path / "separator.pt"
+    recipe.export(source, shipped, argparse.Namespace(average_from=None, branch=[], speechbrain=None))
+    run_dir = tmp_path / "after"
+    run_dir.mkdir()
+    (run_dir / "log.json").write_text('[{"step": 100, "minutes": 100.0, "val_si_sdri": 1.0}]')
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "train_separator.py"), "--run-dir", str(run_dir),
+         "--data", str(packed), "--init-from", str(shipped), "--batch", "1", "--warmup", "2",
+         "--schedule-start", "100", "--total-steps", "104", "--lr", "1e-4", "--checkpoint-every", "999"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 104 and state["elapsed"] > 6000.0  # 100 steps x 60 s carried over
+    assert state["command"] == "scripts/train_separator.py --run-dir runs/x"  # the original run's command
+    assert "sha256" in state["resumes"][-2]["init_from"] and "--init-from" in state["resumes"][-1]["command"]
+    assert [entry["step"] for entry in state["log"]] == [100, 104]
+    moved = _first_weight(state["model"]) != pytest.approx(0.01)
+    assert moved and state["config"] == TINY.to_dict()
