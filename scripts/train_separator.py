@@ -76,6 +76,9 @@ NOISE_PROBABILITY = 0.25
 # training and held-out SI-SDR. Only runs started with --speed-perturbation > 0
 # (or resumed with it) use it; see REVISIONS.txt of the run.
 SPEED_FACTORS = ((9, 10), (19, 20), (21, 20), (11, 10))
+# ``--speed-range wide`` (session 9 on): also 0.8, 0.85, 1.15 and 1.2, for more apparent voices
+# (a 20 % change moves pitch and formants by about three semitones).
+SPEED_FACTORS_WIDE = ((4, 5), (17, 20), (9, 10), (19, 20), (21, 20), (11, 10), (23, 20), (6, 5))
 # Recording-chain colouring (--channel-eq P): with probability P each voice of a
 # mixture passes through its own smooth random equaliser (gains of up to +-8 dB at
 # knots spread over the octaves of the model's band), as if each speaker had been
@@ -355,11 +358,12 @@ def place(rng: np.random.Generator, ua: np.ndarray, ub: np.ndarray, n: int, rate
     return sa, sb
 
 
-def perturb_speed(rng: np.random.Generator, utterance: np.ndarray, probability: float) -> np.ndarray:
+def perturb_speed(rng: np.random.Generator, utterance: np.ndarray, probability: float,
+                  factors: tuple[tuple[int, int], ...] = SPEED_FACTORS) -> np.ndarray:
     """The utterance played faster or slower (a new apparent voice), with ``probability``."""
     if probability <= 0 or rng.uniform() >= probability:
         return utterance
-    up, down = SPEED_FACTORS[rng.integers(len(SPEED_FACTORS))]
+    up, down = factors[rng.integers(len(factors))]
     return resample_poly(utterance, up, down).astype(np.float32)
 
 
@@ -379,14 +383,15 @@ def colour(rng: np.random.Generator, voice: np.ndarray, rate: int, probability: 
 
 
 def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int, augment: bool,
-                 speed_probability: float = 0.0, eq_probability: float = 0.0):
+                 speed_probability: float = 0.0, eq_probability: float = 0.0,
+                 speed_factors: tuple[tuple[int, int], ...] = SPEED_FACTORS):
     speakers = list(by_speaker)
     i, j = rng.choice(len(speakers), size=2, replace=False)
     ua = corpus[rng.choice(by_speaker[speakers[i]])][1]
     ub = corpus[rng.choice(by_speaker[speakers[j]])][1]
     if augment and speed_probability > 0:
-        ua = perturb_speed(rng, ua, speed_probability)
-        ub = perturb_speed(rng, ub, speed_probability)
+        ua = perturb_speed(rng, ua, speed_probability, speed_factors)
+        ub = perturb_speed(rng, ub, speed_probability, speed_factors)
     sa, sb = place(rng, ua, ub, n, rate)
     if augment and eq_probability > 0:
         sa, sb = colour(rng, sa, rate, eq_probability), colour(rng, sb, rate, eq_probability)
@@ -406,12 +411,13 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
 
 
 def training_batch(corpus, by_speaker, rate: int, seed: int, stream: int, step: int, size: int,
-                   speed_probability: float, eq_probability: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                   speed_probability: float, eq_probability: float = 0.0,
+                   speed_factors: tuple[tuple[int, int], ...] = SPEED_FACTORS) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixtures and sources of one training step: a function of ``(seed, stream, step)`` alone."""
     rng = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
     n = int(CROP_SECONDS[rng.integers(len(CROP_SECONDS))] * rate)
     batch = [make_example(rng, corpus, by_speaker, n, rate, augment=True, speed_probability=speed_probability,
-                          eq_probability=eq_probability)
+                          eq_probability=eq_probability, speed_factors=speed_factors)
              for _ in range(size)]
     return torch.from_numpy(np.stack([b[0] for b in batch])), torch.from_numpy(np.stack([b[1] for b in batch]))
 
@@ -428,13 +434,14 @@ class StepBatches(torch.utils.data.Dataset):
         self.seed, self.stream, self.size = args.seed, args.stream, args.batch
         self.speed_probability = args.speed_perturbation
         self.eq_probability = args.channel_eq
+        self.speed_factors = SPEED_FACTORS_WIDE if getattr(args, "speed_range", "narrow") == "wide" else SPEED_FACTORS
 
     def __len__(self) -> int:
         return 1 << 40
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return training_batch(self.corpus, self.by_speaker, self.rate, self.seed, self.stream, step, self.size,
-                              self.speed_probability, self.eq_probability)
+                              self.speed_probability, self.eq_probability, self.speed_factors)
 
 
 def group_by_speaker(corpus) -> dict[str, list[int]]:
@@ -589,6 +596,9 @@ def main() -> None:
                         help="step at which the warm-up and cosine schedule (re)start")
     parser.add_argument("--speed-perturbation", type=float, default=0.0,
                         help="probability of resampling each voice by 0.9-1.1")
+    parser.add_argument("--speed-range", choices=["narrow", "wide"], default="narrow",
+                        help="speed factors of --speed-perturbation: narrow 0.9-1.1 (sessions 2-8), "
+                             "wide 0.8-1.2 (see SPEED_FACTORS_WIDE)")
     parser.add_argument("--channel-eq", type=float, default=0.0,
                         help="probability of colouring each voice with a random equaliser (see EQ_KNOT_HZ)")
     parser.add_argument("--stream", type=int, default=0,

@@ -232,3 +232,20 @@ def test_a_run_can_start_from_shipped_weights(tmp_path):
     assert [entry["step"] for entry in state["log"]] == [100, 104]
     moved = _first_weight(state["model"]) != pytest.approx(0.01)
     assert moved and state["config"] == TINY.to_dict()
+
+
+def test_the_wide_speed_range_draws_from_its_own_factors():
+    """``--speed-range wide`` reaches 0.8 and 1.2; the default keeps sessions 2-8's 0.9-1.1 (their runs replay)."""
+    recipe = _recipe_module()
+    utterance = np.random.default_rng(1).standard_normal(8000).astype(np.float32)
+    lengths = {recipe.perturb_speed(np.random.default_rng(seed), utterance, 1.0, recipe.SPEED_FACTORS_WIDE).size
+               for seed in range(200)}
+    assert min(lengths) == 6400 and max(lengths) == 9600  # 8000 x 4/5 ... 8000 x 6/5
+    narrow = {recipe.perturb_speed(np.random.default_rng(seed), utterance, 1.0).size for seed in range(200)}
+    assert min(narrow) == 7200 and max(narrow) == 8800
+    corpus = _fake_corpus(5, 4.0)
+    groups = recipe.group_by_speaker(corpus)
+    args = argparse.Namespace(seed=11, stream=0, batch=3, speed_perturbation=1.0, channel_eq=0.0, speed_range="wide")
+    wide = recipe.StepBatches(corpus, groups, 8000, args)[7]
+    expected = recipe.training_batch(corpus, groups, 8000, 11, 0, 7, 3, 1.0, 0.0, recipe.SPEED_FACTORS_WIDE)
+    assert torch.equal(wide[0], expected[0])
