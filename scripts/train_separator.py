@@ -147,13 +147,18 @@ def trim_silence(audio: np.ndarray, rate: int, floor_db: float = -40.0) -> np.nd
     A turn cut from the start of an utterance must start with speech: a target
     that is silent in its window has an SI-SDR of minus infinity and swamps a batch.
     """
-    frame = max(1, int(0.02 * rate))
-    count = audio.size // frame
-    if count == 0:
+    energy, frame = _frame_energies(audio, rate)
+    if energy.size == 0:
         return audio
-    energy = (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20
     loud = np.flatnonzero(energy > energy.max() * 10 ** (floor_db / 10))
     return audio[loud[0] * frame : (loud[-1] + 1) * frame]
+
+
+def _frame_energies(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """Mean power of each whole 20 ms frame (floored above zero), and the frame length in samples."""
+    frame = max(1, int(0.02 * rate))
+    count = audio.size // frame
+    return (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20, frame
 
 
 def training_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
@@ -192,9 +197,8 @@ def _ascii_name(name: str) -> str:
 def _speech_runs(audio: np.ndarray, rate: int, floor_db: float = -35.0, gap: float = 0.5,
                  shortest: float = 1.0) -> list[tuple[int, int]]:
     """(start, end) samples of the stretches of a one-voice track that hold speech."""
-    frame = int(0.02 * rate)
-    count = audio.size // frame
-    energy = (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20
+    energy, frame = _frame_energies(audio, rate)
+    count = energy.size
     loud = energy > energy.max() * 10 ** (floor_db / 10)
     runs, start, quiet = [], None, 0
     for k, on in enumerate(loud):
