@@ -225,9 +225,9 @@ def unseen_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
 
     * ``meeting-sim/000_source<id>.wav``: seven dry LibriSpeech *test-clean*
       speakers (not in train-clean-100, not in test-other), cut at their pauses;
-    * ``ami/*.wav``: 27 AMI meeting speakers (headset mix, another recording
+    * ``ami/*.wav``: AMI meeting speakers (headset mix, another recording
       chain), the stretches of at least one second where the reference turns
-      (the RTTMs) have that speaker alone.
+      (the RTTMs) have that speaker alone: 16 of the fixtures' 27 speakers have any.
     """
     base = shared_dir() / "data"
     items: list[tuple[str, np.ndarray]] = []
