@@ -21,6 +21,7 @@ from .intervals import SpeakerActivity
 from .models.separation import iter_separated
 from .overlaps import Window
 from .run import Run
+from . import reconstruct
 from .reconstruct import VoiceSpectrum, rebuild_window
 from .spill import SpillStore
 
@@ -59,6 +60,7 @@ def separate_and_assign(
         rendering = settings.assembly.overlap_rendering
         band_hz = separator_band(separator, rate)
         spectra = speaker_spectra(source, activity, band_hz) if rendering == "rebuild" and band_hz is not None else None
+        fit_prior = fit_prior_of(separator)
         results: list[WindowAssignment | None] = [None] * len(windows)
         previous_by_region: dict[int, int] = {}
         assign_seconds = 0.0
@@ -96,7 +98,7 @@ def separate_and_assign(
                          f"separated the {len(outcome.source_index)} most active, "
                          f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
             if rendering == "rebuild":
-                rebuild(outcome, audio, sources, rate, band_hz, spectra)
+                rebuild(outcome, audio, sources, rate, band_hz, spectra, fit_prior)
             results[index] = outcome
             if earlier_index is not None and results[earlier_index] is not None:
                 trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
@@ -168,7 +170,7 @@ def certainty_of(confidence: float) -> float:
 
 
 def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, rate: int, band_hz: float | None,
-            spectra: dict[str, VoiceSpectrum] | None) -> None:
+            spectra: dict[str, VoiceSpectrum] | None, fit_prior: float | None = None) -> None:
     """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`)."""
     assigned = outcome.speakers
     order = [outcome.source_index[s] for s in assigned]
@@ -180,7 +182,8 @@ def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, r
         voices = known + [VoiceSpectrum.average(known)] * (len(order) - len(assigned))
         above = "voice regression" if all(v.extension is not None for v in voices) else "solo tilt"
     certainty = certainty_of(outcome.confidence)
-    shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty)
+    shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty,
+                            fit_prior=fit_prior)
     description = {"method": "rebuild", "certainty": round(certainty, 4), "model_band_hz": band_hz}
     if band_hz is not None:
         description["above_band"] = above or "even tilt"
@@ -232,6 +235,23 @@ def rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, A
     if separator is None:
         return None
     band = separator_band(separator, rate)
+    extended = settings.assembly.overlap_rendering == "rebuild" and band is not None
+    fitted = extended and reconstruct.FIT_TO_MIXTURE  # read at run time: the lab switches it off to compare
     return {"method": settings.assembly.overlap_rendering, "input_rate": rate,
             "model_band_hz": band if band is not None else rate / 2.0,
-            "extended_above_band": settings.assembly.overlap_rendering == "rebuild" and band is not None}
+            "extended_above_band": extended,
+            "above_band_fitted_to_mixture": fitted,
+            "above_band_fit_prior": fit_prior_of(separator) if fitted else None}
+
+
+def fit_prior_of(separator: Any) -> float:
+    """How far the rendering above the band trusts this separator's estimates (see podsep.reconstruct).
+
+    A separator may say so itself (``above_band_fit_prior``: podsep's embedded
+    model, whose outputs leak between voices, says 0.1); any other gets
+    ``reconstruct.EXTENSION_FIT_PRIOR``.
+    """
+    value = getattr(separator, "above_band_fit_prior", None)
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    return reconstruct.EXTENSION_FIT_PRIOR

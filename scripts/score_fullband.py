@@ -51,8 +51,10 @@ Commands (one core: about 4 to 5 minutes; ``--quick`` under one)::
 
 ``--dev`` scores only the development set (8 conversations of train-clean-100
 voices at 16 kHz, an 8 kHz model), on which the rule above the band was chosen;
-the full-band tables add a ``tilt`` row, ``rebuild`` with the rule that the
-per-voice regression replaced (``podsep.reconstruct.VoiceSpectrum``).
+the full-band tables (every set) add two rows: ``unfitted``, ``rebuild`` without
+the fit of the predictions to the mixture above the band (as before session 10),
+and ``tilt``, ``rebuild`` with the rule that the per-voice regression replaced
+(``podsep.reconstruct.VoiceSpectrum``).
 
 Without ``--weights`` the shipped ``podsep/data/separator.pt`` is used. The
 separator is used as given (``separation.adapt: off`` where podsep has that
@@ -94,9 +96,11 @@ RENDERINGS = {
     "duplicate": {"overlaps.policy": "duplicate"},
     "rebuild": {},
 }
-# The full-band tables also show "rebuild" with the rule above the band that the
-# per-voice regression replaced (reconstruct.VoiceSpectrum), for the comparison.
-BAND_RENDERINGS = [*RENDERINGS, "tilt"]
+# The full-band tables also show "rebuild" with two of its parts undone, for the comparison:
+# "unfitted", the predictions above the band not fitted to the mixture (before session 10), and
+# "tilt", the rule that the per-voice regression replaced (reconstruct.VoiceSpectrum).
+ABLATIONS = {"unfitted": {"FIT_TO_MIXTURE": False}, "tilt": {"EXTENSION_MIN_SECONDS": math.inf}}
+BAND_RENDERINGS = [*RENDERINGS, *ABLATIONS]
 LOW_FRACTION = 0.95  # "in band" = below this fraction of the model's Nyquist (reconstruct.BAND_MARGIN)
 FRAME_SECONDS = 0.02  # seam frames
 LSD_FLOOR_DB = -80.0  # spectra floored this far below the input's loudest bin at the seam
@@ -357,15 +361,17 @@ def split(case: Case, separator: Any, rendering: str, **extra: Any) -> Any:
     overrides = {**fixed_model(), **RENDERINGS.get(rendering, {})}
     overrides.update(extra.pop("overrides", {}))
     overrides.setdefault("output.extras", False)
-    learnt_from = getattr(podsep.reconstruct, "EXTENSION_MIN_SECONDS", None)
-    if rendering == "tilt" and learnt_from is not None:  # no voice has enough solo speech: the tilt rule
-        podsep.reconstruct.EXTENSION_MIN_SECONDS = math.inf
+    undone = {name: value for name, value in ABLATIONS.get(rendering, {}).items()
+              if hasattr(podsep.reconstruct, name)}  # an older podsep may lack a part: then it is plain rebuild
+    kept = {name: getattr(podsep.reconstruct, name) for name in undone}
+    for name, value in undone.items():
+        setattr(podsep.reconstruct, name, value)
     try:
         return podsep.split(case.mixture, sample_rate=case.rate, diarization=case.diarization, separator=separator,
                             overrides=overrides, **extra)
     finally:
-        if learnt_from is not None:
-            podsep.reconstruct.EXTENSION_MIN_SECONDS = learnt_from
+        for name, value in kept.items():
+            setattr(podsep.reconstruct, name, value)
 
 
 def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight_k: bool,

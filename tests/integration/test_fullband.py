@@ -74,7 +74,9 @@ def test_rebuilt_overlaps_are_full_band_and_lose_nothing_in_band(conversation, t
     result = podsep.split(mixture, sample_rate=RATE, diarization=diarization, separator=oracle,
                           output_dir=tmp_path, overrides={"output.bit_depth": "float", "output.extras": False})
     inside = _overlap(diarization)
-    assert result.manifest["overlap_rendering"]["model_band_hz"] == 8000
+    note = result.manifest["overlap_rendering"]
+    assert note["model_band_hz"] == 8000 and note["extended_above_band"]
+    assert note["above_band_fitted_to_mixture"] and note["above_band_fit_prior"] == 1.0  # a strong separator's
     for speaker, reference in references.items():
         track = result.tracks[speaker][0]
         assert si_sdr(reference[inside], track[inside]) >= 20.0, speaker
