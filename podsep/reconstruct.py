@@ -297,16 +297,16 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     freqs = transform.frequencies(sample_rate)
     mono = mixture.mean(axis=0)
     mono_estimates = transform.forward(sources * consistent_gains(mono, sources)[:, None])  # (k, bins, frames)
-    mono_power = np.abs(transform.forward(mono)) ** 2
+    mono_spectrum = transform.forward(mono)  # the shares' evidence above the band, and a mono input's own spectrum
     prior = EXTENSION_FIT_PRIOR if fit_prior is None else float(fit_prior)
-    weights, high, inside = _shares(mono_estimates, mono_power, freqs, band_hz, voices, prior)
+    weights, high, inside = _shares(mono_estimates, np.abs(mono_spectrum) ** 2, freqs, band_hz, voices, prior)
     certainty = float(np.clip(certainty, 0.0, 1.0))
     out = np.zeros((k, mixture.shape[0], n))
     for channel, signal in enumerate(mixture):
-        spectrum = transform.forward(signal)  # (bins, frames)
         if mixture.shape[0] == 1:
-            estimates = mono_estimates
+            spectrum, estimates = mono_spectrum, mono_estimates  # (bins, frames): the mono mixture is this channel
         else:
+            spectrum = transform.forward(signal)
             estimates = transform.forward(sources * consistent_gains(signal, sources)[:, None])
         parts = np.empty((k,) + spectrum.shape, dtype=complex)
         parts[:, inside] = (estimates + weights * (spectrum - estimates.sum(axis=0)))[:, inside]
@@ -341,20 +341,22 @@ def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray,
     else:
         levels = _tilted_top_shares(power, freqs, band_hz, inside, voices)
     if FIT_TO_MIXTURE:
-        levels = _fit_to_mixture(levels, mixture_power[~inside], freqs[~inside], band_hz, fit_prior)
+        _, bands_above, _ = VoiceSpectrum._bands(freqs, band_hz)  # the regression's own bands above
+        levels = _fit_to_mixture(levels, mixture_power[~inside], bands_above[:, ~inside], fit_prior)
     # Either rule's predictions are uncertain: shares follow their level differences divided by
     # EXTENSION_SHRINK (for the tilt rule, development set, tilt row of score_fullband --dev: embedded
     # -3.8 -> -2.9 dB above the band, ideal estimates 6.5 -> 6.4).
     return weights, _normalised(levels ** (1.0 / EXTENSION_SHRINK)), inside
 
 
-def _fit_to_mixture(levels: np.ndarray, mixture_power: np.ndarray, freqs_above: np.ndarray,
-                    band_hz: float, prior: float = EXTENSION_FIT_PRIOR) -> np.ndarray:
+def _fit_to_mixture(levels: np.ndarray, mixture_power: np.ndarray, bands: np.ndarray,
+                    prior: float = EXTENSION_FIT_PRIOR) -> np.ndarray:
     """Each voice's predicted power above the band, rescaled per frame so that the voices add up to the mixture.
 
     ``levels``: ``(k, bins above, frames)`` predicted powers; ``mixture_power``:
-    the mixture's ``(bins above, frames)``. In the eight log-spaced bands above
-    the band, the model of the mixture's log energy is ``log sum_k g_k P_k``;
+    the mixture's ``(bins above, frames)``; ``bands``: the ``(bands, bins above)``
+    averaging matrix of the eight log-spaced bands above the band
+    (:meth:`VoiceSpectrum._bands`). In those bands the model of the mixture's log energy is ``log sum_k g_k P_k``;
     the log gains ``log g_k`` of each frame minimise the squared error of that
     model plus ``prior`` times their own squares (the prediction is evidence
     too: the more it is trusted, the larger the prior), by a few Gauss-Newton
@@ -366,8 +368,6 @@ def _fit_to_mixture(levels: np.ndarray, mixture_power: np.ndarray, freqs_above: 
     8.3 dB against 3.2 / 8.4.)
     """
     k, _, frames = levels.shape
-    edge = BAND_MARGIN * band_hz
-    bands = _log_bands(freqs_above, edge, max(freqs_above[-1], edge) * 1.001 + 1.0, EXTENSION_BANDS_ABOVE)
     predicted = np.einsum("bn,knf->kbf", bands, levels)  # (k, bands, frames)
     observed = bands @ mixture_power  # (bands, frames)
     floor = 1e-12 * max(float(observed.max(initial=0.0)), 1e-30)  # silent bands: finite logs, no pull
