@@ -241,7 +241,8 @@ def rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, A
             "model_band_hz": band if band is not None else rate / 2.0,
             "extended_above_band": extended,
             "above_band_fitted_to_mixture": fitted,
-            "above_band_fit_prior": fit_prior_of(separator) if fitted else None}
+            "above_band_fit_prior": fit_prior_of(separator) if fitted else None,
+            "above_band_fit_smoothing_seconds": reconstruct.EXTENSION_FIT_SMOOTH_SECONDS if fitted else None}
 
 
 def fit_prior_of(separator: Any) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import podsep.reconstruct
-from podsep.reconstruct import Transform, VoiceSpectrum, _fit_to_mixture, rebuild_window
+from podsep.reconstruct import Transform, VoiceSpectrum, _fit_to_mixture, _smoothed_over_frames, rebuild_window
 
 RATE = 16000
 BAND = 4000.0
@@ -110,6 +110,20 @@ def test_the_fit_moves_voices_apart_by_the_shape_of_the_mixture(prior):
     assert more_rising[0] / more_rising[1] > 2.0 * more_falling[0] / more_falling[1], (more_rising, more_falling)
     if prior <= 0.1:
         assert more_rising[0] > 3.0 * more_rising[1] and more_falling[1] > 3.0 * more_falling[0]
+
+
+def test_fitted_gains_are_smoothed_over_time_without_pulling_the_ends():
+    """The per-frame fit is noisy: its log gains are averaged over neighbouring frames, a level held
+    for a while stays where it is (at the ends too), and a frame-to-frame flicker is flattened."""
+    frames = 40
+    held = np.stack([np.full(frames, 1.5), np.full(frames, -2.0)])
+    assert np.allclose(_smoothed_over_frames(held, 2.0), held)
+    flicker = np.stack([np.where(np.arange(frames) % 2 == 0, 1.0, -1.0)] * 2)
+    assert np.std(_smoothed_over_frames(flicker, 2.0)) < 0.25 * np.std(flicker)
+    assert _smoothed_over_frames(flicker, 0.4) is flicker  # under one frame: nothing to smooth
+    step = np.stack([np.r_[np.zeros(frames // 2), np.ones(frames // 2)]] * 2)
+    smoothed = _smoothed_over_frames(step, 2.0)
+    assert np.allclose(smoothed[:, :17], 0.0) and np.allclose(smoothed[:, -17:], 1.0)  # a change stays local
 
 
 @pytest.mark.parametrize("prior", [0.1, 1.0, None])
