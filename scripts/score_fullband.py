@@ -51,10 +51,11 @@ Commands (one core: about 4 to 5 minutes; ``--quick`` under one)::
 
 ``--dev`` scores only the development set (8 conversations of train-clean-100
 voices at 16 kHz, an 8 kHz model), on which the rule above the band was chosen;
-the full-band tables (every set) add two rows: ``unfitted``, ``rebuild`` without
+the full-band tables (every set) add three rows: ``unfitted``, ``rebuild`` without
 the fit of the predictions to the mixture above the band (as before session 10),
-and ``tilt``, ``rebuild`` with the rule that the per-voice regression replaced
-(``podsep.reconstruct.VoiceSpectrum``).
+``unsmoothed``, ``rebuild`` with the fitted gains not smoothed over time (as in
+session 10), and ``tilt``, ``rebuild`` with the rule that the per-voice regression
+replaced (``podsep.reconstruct.VoiceSpectrum``).
 
 Without ``--weights`` the shipped ``podsep/data/separator.pt`` is used. The
 separator is used as given (``separation.adapt: off`` where podsep has that
@@ -96,10 +97,12 @@ RENDERINGS = {
     "duplicate": {"overlaps.policy": "duplicate"},
     "rebuild": {},
 }
-# The full-band tables also show "rebuild" with two of its parts undone, for the comparison:
-# "unfitted", the predictions above the band not fitted to the mixture (before session 10), and
-# "tilt", the rule that the per-voice regression replaced (reconstruct.VoiceSpectrum).
-ABLATIONS = {"unfitted": {"FIT_TO_MIXTURE": False}, "tilt": {"EXTENSION_MIN_SECONDS": math.inf}}
+# The full-band tables also show "rebuild" with one of its parts undone, for the comparison:
+# "unfitted", the predictions above the band not fitted to the mixture (before session 10),
+# "unsmoothed", the fitted gains not smoothed over time (session 10), and "tilt", the rule that
+# the per-voice regression replaced (reconstruct.VoiceSpectrum).
+ABLATIONS = {"unfitted": {"FIT_TO_MIXTURE": False}, "unsmoothed": {"EXTENSION_FIT_SMOOTH_SECONDS": 0.0},
+             "tilt": {"EXTENSION_MIN_SECONDS": math.inf}}
 BAND_RENDERINGS = [*RENDERINGS, *ABLATIONS]
 LOW_FRACTION = 0.95  # "in band" = below this fraction of the model's Nyquist (reconstruct.BAND_MARGIN)
 FRAME_SECONDS = 0.02  # seam frames
