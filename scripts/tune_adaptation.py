@@ -20,6 +20,7 @@ utterances of a VCTK speaker) and between clips of different speakers.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -69,13 +70,15 @@ def shared() -> Path:
     return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
 
 
-def load_speaker(speaker: str, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(adaptation part, test part) of the speaker's train-clean-100 utterance at ``rate``."""
+def load_speaker(speaker: str, rate: int, solo_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(adaptation part, test part) of the speaker's train-clean-100 utterance at ``rate``; the
+    adaptation part cut to its first ``solo_seconds`` when given (an episode with little solo speech)."""
     path = sorted((shared() / "data" / "librispeech" / "train-clean-100").glob(f"{speaker}-*.flac"))[0]
     audio, file_rate = sf.read(str(path), dtype="float32")
     audio = resample(audio, file_rate, rate)
     cut = audio.size - int(TEST_SECONDS * rate)
-    return audio[:cut], audio[cut:]
+    adaptation = audio[:cut] if solo_seconds is None else audio[:min(cut, int(solo_seconds * rate))]
+    return adaptation, audio[cut:]
 
 
 def voices() -> None:
@@ -134,6 +137,8 @@ def main() -> None:
     parser.add_argument("--seconds-per-step", type=str, default="all:0.9,late:0.55,mask:0.25",
                         help="per-step cost per trainable choice, to compare at equal compute")
     parser.add_argument("--crop", type=float, default=adapt.CROP_SECONDS)
+    parser.add_argument("--solo-seconds", type=float, nargs="+", default=[None],
+                        help="cut each voice's adaptation speech to this many seconds (several: one run each)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--voices", action="store_true", help="measure the voice-matching threshold instead")
     args = parser.parse_args()
@@ -145,9 +150,10 @@ def main() -> None:
     separator = EmbeddedSeparator(args.weights).load()
     rate = separator.sample_rate
     rows = []
-    for a, b in development_pairs(args.first_pair + args.pairs)[args.first_pair:]:
-        train_a, test_a = load_speaker(a, rate)
-        train_b, test_b = load_speaker(b, rate)
+    for (a, b), solo_seconds in itertools.product(development_pairs(args.first_pair + args.pairs)[args.first_pair:],
+                                                  args.solo_seconds):
+        train_a, test_a = load_speaker(a, rate, solo_seconds)
+        train_b, test_b = load_speaker(b, rate, solo_seconds)
         test_mix, test_src = adapt.validation_mixtures({a: test_a, b: test_b}, [(a, b)], rate, seed=99,
                                                        count=16, seconds=3.0)
         generic = adapt.score_network(separator.network, test_mix, test_src)
@@ -162,22 +168,28 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 network = result.separator.network
                 test = adapt.score_network(network, test_mix, test_src)
-                row = {"pair": f"{a}-{b}", "trainable": trainable, "lr": float(lr), "budget_s": budget,
+                kept = result.validation_after_db > result.validation_before_db + adapt.MIN_GAIN_DB
+                row = {"pair": f"{a}-{b}", "solo_s": solo_seconds, "trainable": trainable, "lr": float(lr),
+                       "budget_s": budget,
                        "steps": steps, "seconds": round(seconds, 1), "s_per_step": round(seconds / max(1, steps), 3),
                        "generic_test": round(generic, 2), "adapted_test": round(test, 2),
                        "gain_test": round(test - generic, 2),
                        "valid_before": round(result.validation_before_db, 2),
-                       "valid_after": round(result.validation_after_db, 2)}
+                       "valid_after": round(result.validation_after_db, 2),
+                       "kept_by_check": bool(kept), "gain_if_checked": round(test - generic, 2) if kept else 0.0}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print("\nmean gain on test mixtures (dB), by config and budget:")
-    for config in args.configs:
+    print("\nmean gain on test mixtures (dB), by solo speech, config and budget:")
+    for solo_seconds, config, budget in itertools.product(args.solo_seconds, args.configs, args.budgets):
         trainable, lr = config.split(":")
-        for budget in args.budgets:
-            chosen = [r for r in rows if r["trainable"] == trainable and r["lr"] == float(lr) and r["budget_s"] == budget]
-            print(f"  {trainable:<5} lr {lr:<6} budget {budget:>5.0f} s: gain {np.mean([r['gain_test'] for r in chosen]):+.2f} dB"
-                  f" (validation {np.mean([r['valid_after'] - r['valid_before'] for r in chosen]):+.2f}), "
-                  f"{np.mean([r['s_per_step'] for r in chosen]):.3f} s/step")
+        chosen = [r for r in rows if r["trainable"] == trainable and r["lr"] == float(lr) and r["budget_s"] == budget
+                  and r["solo_s"] == solo_seconds]
+        solo = "all" if solo_seconds is None else f"{solo_seconds:g} s"
+        print(f"  solo {solo:<6} {trainable:<5} lr {lr:<6} budget {budget:>5.0f} s: gain "
+              f"{np.mean([r['gain_test'] for r in chosen]):+.2f} dB (validation "
+              f"{np.mean([r['valid_after'] - r['valid_before'] for r in chosen]):+.2f}; with the never-worse check "
+              f"{np.mean([r['gain_if_checked'] for r in chosen]):+.2f}, worst pair "
+              f"{min(r['gain_if_checked'] for r in chosen):+.2f}), {np.mean([r['s_per_step'] for r in chosen]):.3f} s/step")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

@@ -39,7 +39,9 @@ def test_auto_falls_back_to_the_embedded_separator_and_says_so(shared_dir, rando
     result = podsep.split(shared_dir / "data" / "pyannote-sample" / "sample.wav", diarization=rttm,
                           hook=_warnings_hook(warnings),
                           overrides={"separation.model": str(tmp_path / "no-sepformer-here"),
-                                     "separation.embedded_model": str(random_weights)})
+                                     "separation.embedded_model": str(random_weights),
+                                     # these weights as they are (learning the voices would describe its own copy)
+                                     "separation.adapt": "off"})
     manifest = result.manifest
     separation = manifest["models"]["separation"]
     assert separation["kind"] == "podsep.embedded-convtasnet"
@@ -145,7 +147,8 @@ def test_speechbrain_format_runs_through_the_sepformer_path(shared_dir, random_w
     through_speechbrain = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={
         "separation.backend": "sepformer", "separation.model": str(folder)})
     direct = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={  # one pass, like speechbrain's
-        "separation.backend": "embedded", "separation.embedded_model": str(random_weights), "separation.shifts": 1})
+        "separation.backend": "embedded", "separation.embedded_model": str(random_weights), "separation.shifts": 1,
+        "separation.adapt": "off"})  # SepFormer is never adapted; the embedded path would learn the voices first
     assert through_speechbrain.manifest["models"]["separation"]["kind"] == "speechbrain.SepformerSeparation"
     assert through_speechbrain.manifest["models"]["separation"]["sample_rate"] == 8000
     for speaker in direct.tracks:
