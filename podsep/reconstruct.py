@@ -408,8 +408,8 @@ def _smoothed_over_frames(values: np.ndarray, half_width: float) -> np.ndarray:
     Near the ends the window is renormalised over the frames that exist, so the
     first and last frames keep their own level instead of being pulled to 0.
     """
-    taps = int(round(half_width))
-    if taps < 1 or values.shape[-1] < 2:
+    taps = min(int(round(half_width)), (values.shape[-1] - 1) // 2)  # np.convolve's "same" needs the window no longer
+    if taps < 1:
         return values
     kernel = np.hanning(2 * taps + 3)[1:-1]  # 2 * taps + 1 weights, all positive
     coverage = np.convolve(np.ones(values.shape[-1]), kernel, mode="same")

@@ -124,6 +124,8 @@ def test_fitted_gains_are_smoothed_over_time_without_pulling_the_ends():
     step = np.stack([np.r_[np.zeros(frames // 2), np.ones(frames // 2)]] * 2)
     smoothed = _smoothed_over_frames(step, 2.0)
     assert np.allclose(smoothed[:, :17], 0.0) and np.allclose(smoothed[:, -17:], 1.0)  # a change stays local
+    few = np.array([[0.0, 1.0, 0.0], [2.0, 2.0, 2.0]])  # a window of three frames: the Hann window shrinks to fit
+    assert _smoothed_over_frames(few, 2.0).shape == few.shape and np.allclose(_smoothed_over_frames(few, 2.0)[1], 2.0)
 
 
 @pytest.mark.parametrize("prior", [0.1, 1.0, None])
