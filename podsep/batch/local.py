@@ -21,6 +21,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,15 @@ def check_memory(plan: MemoryPlan, workers: int, longest_seconds: float | None) 
 # -- the worker process -----------------------------------------------------------------------------
 
 
+def _quiet_interrupts(unraisable: Any) -> None:
+    """Python cannot raise an exception from inside some callbacks (importlib's module locks, weakref
+    finalisers) and prints it as "Exception ignored ... Traceback" instead. A worker's stop signal can land
+    there; the driver already handles a stopped worker, so that one is not printed. Anything else is."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _worker_main(connection: Connection, settings: Settings, hf_token: str | None, threads: int,
                  diarizer: bool) -> None:
     """Entry point of a worker process: load once, then split what the driver sends until told to stop."""
@@ -137,6 +147,7 @@ def _worker_main(connection: Connection, settings: Settings, hf_token: str | Non
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # the driver stops workers with SIGTERM: clean up, then exit
+    sys.unraisablehook = _quiet_interrupts  # a stop landing inside a callback is not a traceback for the user
     from ..cli.main import _quiet_libraries
 
     _quiet_libraries()
