@@ -311,6 +311,12 @@ class AdaptationResult:
                 "seconds": round(self.seconds, 2), **self.details}
 
 
+def keeps_adapted(before_db: float, after_db: float, min_gain_db: float = MIN_GAIN_DB) -> bool:
+    """The never-worse rule: the adapted model is used only when its validation figure beats the
+    incoming model's by more than ``min_gain_db`` (one definition, also read by the tuning script)."""
+    return after_db - before_db > min_gain_db
+
+
 def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequence[Sequence[str]], steps: int,
                     seed: int = 0, hook: Callable[..., Any] | None = None, *, workers: int = 1,
                     trainable: str = "all", learning_rate: float = LEARNING_RATE, batch: int = BATCH,
@@ -396,11 +402,10 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                "batch": batch, "crop_seconds": crop_seconds, "validation_mixtures": int(valid_mix.shape[0]),
                "solo_seconds": {s: round((train_audio[s].size + valid_audio[s].size) / rate, 2)
                                 for s in sorted(train_audio)}}
-    gain = after - before
     if steps <= 0:
         return AdaptationResult(False, "no training step in the budget: kept the incoming model", 0, budget,
                                 before, after, time.perf_counter() - started, separator, tuple(pairs), None, details)
-    if not gain > min_gain_db:
+    if not keeps_adapted(before, after, min_gain_db):
         reason = (f"the adapted model did not beat the incoming one on held-out solo speech "
                   f"({after:.2f} dB against {before:.2f} dB): kept the incoming model")
         return AdaptationResult(False, reason, int(steps), budget, before, after, time.perf_counter() - started,

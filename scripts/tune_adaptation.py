@@ -168,7 +168,7 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 network = result.separator.network
                 test = adapt.score_network(network, test_mix, test_src)
-                kept = result.validation_after_db > result.validation_before_db + adapt.MIN_GAIN_DB
+                kept = adapt.keeps_adapted(result.validation_before_db, result.validation_after_db)
                 row = {"pair": f"{a}-{b}", "solo_s": solo_seconds, "trainable": trainable, "lr": float(lr),
                        "budget_s": budget,
                        "steps": steps, "seconds": round(seconds, 1), "s_per_step": round(seconds / max(1, steps), 3),
