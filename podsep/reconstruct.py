@@ -325,7 +325,7 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
 
 def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray, band_hz: float | None,
             voices: Sequence[VoiceSpectrum] | None, fit_prior: float, *,
-            frame_seconds: float = 0.0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+            frame_seconds: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """How cells are shared, decided on the mono mixture (``mixture_power``: its ``(bins, frames)`` power).
 
     Returns the residual weights ``(k, bins, frames)`` (each estimate's share of
@@ -347,7 +347,7 @@ def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray,
         levels = _tilted_top_shares(power, freqs, band_hz, inside, voices)
     if FIT_TO_MIXTURE:
         _, bands_above, _ = VoiceSpectrum._bands(freqs, band_hz)  # the regression's own bands above
-        smoothing = EXTENSION_FIT_SMOOTH_SECONDS / frame_seconds if frame_seconds > 0 else 0.0
+        smoothing = EXTENSION_FIT_SMOOTH_SECONDS / frame_seconds
         levels = _fit_to_mixture(levels, mixture_power[~inside], bands_above[:, ~inside], fit_prior,
                                  smoothing_frames=smoothing)
     # Either rule's predictions are uncertain: shares follow their level differences divided by
