@@ -97,6 +97,13 @@ SHAPES = (("full", 0.3), ("handover", 0.4), ("interjection", 0.3))
 #: never-worse check the mean gain was +3.14 dB and no pair lost (the check rejected the two
 #: pairs whose gain was small), so a short episode's voices are learnt too.
 MIN_SOLO_S = 6.0
+#: ``auto`` leaves a recording with less overlapped speech than this to the generic model: learning
+#: the voices costs a minute of compute at least (:func:`adaptation_budget`), and below two seconds
+#: of overlap it would improve less audio than it takes compute. A product choice, not a measured
+#: optimum: the bundled 30 s sample holds 0.4 s of overlap (adapting took it from about 17 s to
+#: 2 min 45 s), the real phone dialogue ``dialogues/MUL1011.opus`` 4.4 s (where adapting gained 7 dB
+#: with the session-8 weights; see the README). ``on`` adapts whatever the overlap.
+MIN_OVERLAP_S = 2.0
 MAX_SOLO_S = 180.0
 MIN_RUN_S = 0.5
 VALIDATION_FRACTION = 0.2
@@ -220,13 +227,15 @@ def steps_for_budget(budget_s: float, seconds_per_step: float = SECONDS_PER_STEP
 def plan_adaptation(duration_s: float, solo: Mapping[str, np.ndarray | float],
                     pairs: Iterable[Sequence[str]], *, mode: str | bool = "auto",
                     budget_cap_s: float | None = None, budget_s: float | None = None, min_solo_s: float = MIN_SOLO_S,
-                    seconds_per_step: float = SECONDS_PER_STEP, model_rate: int = 8000) -> AdaptationPlan:
+                    seconds_per_step: float = SECONDS_PER_STEP, model_rate: int = 8000,
+                    overlapped_s: float | None = None, min_overlap_s: float = MIN_OVERLAP_S) -> AdaptationPlan:
     """Decide whether and how much to adapt, and say why not when not.
 
     ``solo`` maps each speaker to their solo speech (the arrays of
     :func:`collect_solo_speech`, or seconds); ``pairs`` are the speakers who
     overlap (e.g. :func:`overlapping_pairs` of the windows' speakers). ``off``
-    never adapts; ``auto`` adapts when there are overlaps and at least
+    never adapts; ``auto`` adapts when there are overlaps (``overlapped_s``
+    seconds of them in all, when given, at least ``min_overlap_s``) and at least
     ``min_solo_s`` of solo speech for both speakers of a pair; ``on`` is the
     same, but a plan that cannot run asks the caller to warn (``warn``). Pairs
     with too little speech are left out while others remain. The budget is
@@ -248,6 +257,9 @@ def plan_adaptation(duration_s: float, solo: Mapping[str, np.ndarray | float],
         return AdaptationPlan(False, mode, "adaptation is off", budget, 0, (), seconds)
     if not wanted:
         return AdaptationPlan(False, mode, "no overlapped speech to separate", budget, 0, (), seconds)
+    if mode == "auto" and overlapped_s is not None and overlapped_s < min_overlap_s:
+        return AdaptationPlan(False, mode, f"only {overlapped_s:.1f} s of overlapped speech (auto learns the voices "
+                              f"from {min_overlap_s:g} s; --adapt does it anyway)", budget, 0, (), seconds)
     usable = tuple(p for p in wanted if all(seconds.get(s, 0.0) >= min_solo_s for s in p))
     if not usable:
         short = sorted({s for p in wanted for s in p if seconds.get(s, 0.0) < min_solo_s})

@@ -60,7 +60,8 @@ def learn_episode_voices(separator: Any, source: Audio | FileAudio, activity: Sp
         solo = collect_solo_speech(lambda a, b: source.read(a, b).mean(axis=0), activity,
                                    model_rate=separator.sample_rate)
         plan = plan_adaptation(source.duration, solo, [w.speakers for w in windows], mode=mode,
-                               budget_cap_s=settings.separation.adapt_budget, model_rate=separator.sample_rate)
+                               budget_cap_s=settings.separation.adapt_budget, model_rate=separator.sample_rate,
+                               overlapped_s=sum(region.duration for region in regions))
         entry: dict[str, Any] = plan.to_manifest()
         if not plan.enabled:
             if plan.warn:

@@ -203,3 +203,19 @@ def test_the_shipped_model_separates_held_out_speech(shared_dir):
         base = np.mean([si_sdr(references[0], mixture), si_sdr(references[1], mixture)])
         improvements.append(best - base)
     assert float(np.mean(improvements)) >= SHIPPED_SI_SDRI_FLOOR_DB
+
+
+def test_auto_does_not_spend_a_minute_learning_the_voices_for_a_fraction_of_a_second(random_weights):
+    """The bundled sample overlaps for well under two seconds: ``auto`` separates it with the
+    generic model and says why (``--adapt`` would still learn the voices)."""
+    sample = Path(__file__).resolve().parents[2] / "samples"
+    result = podsep.split(str(sample / "interview.wav"), diarization=str(sample / "interview.rttm"),
+                          overrides={"separation.backend": "embedded",
+                                     "separation.embedded_model": str(random_weights),
+                                     "diarization.cache": False})
+    overlapped = sum(region["end"] - region["start"] for region in result.manifest["overlaps"])
+    assert 0 < overlapped < 2.0
+    entry = result.manifest["adaptation"]
+    assert entry["mode"] == "auto" and entry["used"] is False and entry["steps"] == 0
+    assert "of overlapped speech" in entry["reason"]
+    assert not any(w.startswith("--adapt") for w in result.manifest["warnings"])

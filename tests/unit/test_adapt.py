@@ -64,6 +64,17 @@ def test_plan_says_why_it_does_not_adapt() -> None:
     assert not zero.enabled and "no training step" in zero.reason and zero.warn
 
 
+def test_auto_leaves_a_recording_with_little_overlap_to_the_generic_model() -> None:
+    enough = {"A": 40.0, "B": 40.0}
+    little = adapt.plan_adaptation(30.0, enough, [("A", "B")], mode="auto", overlapped_s=0.4)
+    assert not little.enabled and not little.warn and little.steps == 0
+    assert "0.4 s of overlapped speech" in little.reason and "--adapt" in little.reason
+    forced = adapt.plan_adaptation(30.0, enough, [("A", "B")], mode="on", overlapped_s=0.4)
+    assert forced.enabled and forced.steps > 0
+    at_threshold = adapt.plan_adaptation(30.0, enough, [("A", "B")], mode="auto", overlapped_s=adapt.MIN_OVERLAP_S)
+    assert at_threshold.enabled
+
+
 def test_plan_leaves_out_pairs_without_enough_speech() -> None:
     plan = adapt.plan_adaptation(600.0, {"A": 40.0, "B": 40.0, "C": 2.0}, [("A", "B", "C"), ("A", "B")])
     assert plan.enabled and plan.pairs == (("A", "B"),)
