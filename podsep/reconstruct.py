@@ -43,9 +43,8 @@ whom, and the parts always add up to the original.
   7.2; 0.1: 3.2 / 8.4; 0.3: 2.0 / 9.1; 1: 0.4 / 9.5; a per-frame tilt as well as
   the gain: 2.2 / 9.3 at best. So a separator says how much it is trusted
   (``above_band_fit_prior``; podsep's embedded model, whose outputs leak between
-  the voices, 0.03 since session 12, see its class) and any other (SepFormer, a
-  user's, a test double) gets EXTENSION_FIT_PRIOR, 1: ideal estimates gain 0.8 dB
-  with it, and 7 of the 8
+  the voices, 0.1) and any other (SepFormer, a user's, a test double) gets
+  EXTENSION_FIT_PRIOR, 1: ideal estimates gain 0.8 dB with it, and 7 of the 8
   development conversations gain. The fitted gains are then smoothed over
   about 24 ms each side (EXTENSION_FIT_SMOOTH_SECONDS): one frame's eight band
   energies are little evidence, and on the development set the smoothing moved

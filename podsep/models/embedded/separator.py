@@ -57,15 +57,11 @@ class EmbeddedSeparator:
 
     #: How far the rendering above the model's band trusts its estimates
     #: (``podsep.reconstruct``): they leak between the voices, so the mixture's own
-    #: spectrum up there weighs more than for a strong separator. Session 10, on the
-    #: development set of training voices (8 conversations, 16 kHz under this 8 kHz
-    #: model), SI-SDR above the band: 0.1 -> 3.2 dB, 0.03 -> 3.3, 0.3 -> 2.0, 1 (the
-    #: default for other separators) -> 0.4, no fit -> -0.1: 0.1 then. Session 12, with
-    #: the session-10 weights and the smoothed fit, on that set and on one of voices the
-    #: model never trained on (``python scripts/score_fullband.py --dev [--dev-unseen]``),
-    #: training / unseen voices: 0.1 -> 3.79 / 1.30 dB, **0.03 -> 3.88 / 1.83**, 0.01 ->
-    #: 3.78 / 1.72, 0.003 -> 3.70 / 1.65: 0.03 on both.
-    above_band_fit_prior = 0.03
+    #: spectrum up there weighs more than for a strong separator. On the
+    #: development set (8 conversations of training voices, 16 kHz under this 8 kHz
+    #: model), SI-SDR above the band: 0.1 -> 3.2 dB, 0.03 -> 3.3, 0.3 -> 2.0,
+    #: 1 (the default for other separators) -> 0.4, no fit -> -0.1.
+    above_band_fit_prior = 0.1
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu", batch_size: int = 1,
                  state_dict: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
