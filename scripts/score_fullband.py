@@ -212,6 +212,50 @@ def fullband_cases(quick: bool) -> dict[int, list[Case]]:
     return out
 
 
+FULLBAND_DEV_SEED = 9300
+FULLBAND_DEV_CLIP_SECONDS = 4.0  # each voice's clip, like fullband/'s 2.2-6.4 s utterances
+
+
+def fullband_dev_cases(root: Path, pairs_per_rate: int = 12) -> dict[int, list[Case]]:
+    """Pairs as in the evaluation (:func:`pair_case`) at 48 and 44.1 kHz, from a folder with one
+    subfolder of full-band recordings per speaker (none of them evaluation material): each voice's
+    clip is its recordings, trimmed, 0.15 s apart, to FULLBAND_DEV_CLIP_SECONDS.
+
+    Made for the spoken letters of Debian's ``klettres-data`` (one voice per language, 44.1 kHz
+    Ogg Vorbis; the languages whose recordings reach well above 8 kHz: de he it ml nb nds pt_BR ru
+    uk hu cs tn), the only full-band speech found outside ``fullband/`` here::
+
+        apt-get download klettres-data && dpkg-deb -x klettres-data_*.deb kl
+        mkdir fbdev && for l in de he it ml nb nds pt_BR ru uk hu cs tn; do
+            cp -r kl/usr/share/klettres/$l/alpha fbdev/$l; done
+    """
+    speakers = sorted(p for p in root.iterdir() if p.is_dir())
+    if len(speakers) < 2:
+        raise SystemExit(f"{root}: needs a subfolder of recordings per speaker (two at least)")
+    rng = np.random.default_rng(FULLBAND_DEV_SEED)
+    all_pairs = list(itertools.combinations([p.name for p in speakers], 2))
+    chosen = [all_pairs[i] for i in sorted(rng.choice(len(all_pairs), min(pairs_per_rate, len(all_pairs)),
+                                                      replace=False))]
+    out: dict[int, list[Case]] = {}
+    for rate in (48000, 44100):
+        clips = {}
+        for folder in speakers:
+            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".ogg", ".wav", ".flac"))
+            parts, length, gap = [], 0, np.zeros(int(0.15 * rate))
+            for index in rng.permutation(len(files)):
+                clip = read_clip(files[index], rate)
+                parts += [clip, gap]
+                length += clip.size + gap.size
+                if length >= FULLBAND_DEV_CLIP_SECONDS * rate:
+                    break
+            voice = np.concatenate(parts[:-1])
+            voice = voice[:(voice.size // (rate // 100)) * (rate // 100)]
+            active = voice[np.abs(voice) > 1e-4]
+            clips[folder.name] = voice / np.sqrt(np.mean(active ** 2))
+        out[rate] = [pair_case(pair, clips, rate, rng) for pair in chosen]
+    return out
+
+
 UNSEEN_DEV_SEED = 9100
 UNSEEN_MIN_SECONDS = 14.0  # voices with less solo speech would repeat their few utterances within a conversation
 
@@ -651,6 +695,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--dev", action="store_true",
                         help="only the development set: 16 kHz conversations of train-clean-100 voices (8 by default)")
+    parser.add_argument("--dev-fullband", type=Path, metavar="DIR",
+                        help="with --dev: full-band pairs at 48 and 44.1 kHz from DIR, one subfolder of recordings "
+                             "per speaker (see fullband_dev_cases: Debian's klettres-data voices)")
     parser.add_argument("--dev-unseen", action="store_true",
                         help="with --dev: conversations of voices the separator never trained on instead "
                              "(meeting-sim's dry sources and AMI solo speech; 8 by default)")
@@ -671,6 +718,16 @@ def main() -> None:
     print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
           f"{separator.recipe.get('steps')} steps)")
 
+    if args.dev and args.dev_fullband:
+        sets = []
+        for rate, cases in fullband_dev_cases(args.dev_fullband).items():
+            for label, make, band in (("embedded 8 kHz", lambda c: separator, 4000.0),
+                                      ("oracle 16 kHz", lambda c: Oracle(c, 16000), 8000.0)):
+                sets.append((f"{rate / 1000:g} kHz dev pairs, {len(cases)}, {label}",
+                             score_cases(cases, make, band, eight_k=True), True, band))
+        print_band_table("Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
+        print(f"\n{time.perf_counter() - started:.0f} s")
+        return
     if args.dev:
         if args.dev_unseen:
             with tempfile.TemporaryDirectory(prefix="podsep-unseen-") as folder:
