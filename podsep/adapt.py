@@ -100,7 +100,7 @@ MIN_SOLO_S = 6.0
 #: ``auto`` leaves a recording with less overlapped speech than this to the generic model: learning
 #: the voices costs a minute of compute at least (:func:`adaptation_budget`), and below two seconds
 #: of overlap it would improve less audio than it takes compute. A product choice, not a measured
-#: optimum: the bundled 30 s sample holds 0.4 s of overlap (adapting took it from about 17 s to
+#: optimum: the bundled 30 s sample holds 0.4 s of overlap (adapting took it from about 13 s to
 #: 2 min 45 s), the real phone dialogue ``dialogues/MUL1011.opus`` 4.4 s (where adapting gained 7 dB
 #: with the session-8 weights; see the README). ``on`` adapts whatever the overlap.
 MIN_OVERLAP_S = 2.0

@@ -51,9 +51,11 @@ Commands (one core: about 4 to 5 minutes; ``--quick`` under one)::
 
 ``--dev`` scores only the development set (8 conversations of train-clean-100
 voices at 16 kHz, an 8 kHz model), on which the rule above the band was chosen;
-``--dev --dev-unseen`` another one, 8 conversations of voices the separator never
+``--dev-unseen`` another one, 8 conversations of voices the separator never
 trained on (meeting-sim's dry sources and AMI solo speech, neither used by any
 evaluation here), where the embedded model leaks as it does on new voices;
+``--dev-fullband DIR`` pairs like the evaluation's at 48 and 44.1 kHz from other
+full-band speech (see :func:`fullband_dev_cases`; about 12 minutes for 30 pairs);
 the full-band tables (every set) add three rows: ``unfitted``, ``rebuild`` without
 the fit of the predictions to the mixture above the band (as before session 10),
 ``unsmoothed``, ``rebuild`` with the fitted gains not smoothed over time (as in
@@ -216,7 +218,7 @@ FULLBAND_DEV_SEED = 9300
 FULLBAND_DEV_CLIP_SECONDS = 4.0  # each voice's clip, like fullband/'s 2.2-6.4 s utterances
 
 
-def fullband_dev_cases(root: Path, pairs_per_rate: int = 12) -> dict[int, list[Case]]:
+def fullband_dev_cases(root: Path, pairs_per_rate: int = 30) -> dict[int, list[Case]]:
     """Pairs as in the evaluation (:func:`pair_case`) at 48 and 44.1 kHz, from a folder with one
     subfolder of full-band recordings per speaker (none of them evaluation material): each voice's
     clip is its recordings, trimmed, 0.15 s apart, to FULLBAND_DEV_CLIP_SECONDS.
@@ -229,6 +231,8 @@ def fullband_dev_cases(root: Path, pairs_per_rate: int = 12) -> dict[int, list[C
         mkdir fbdev && for l in de he it ml nb nds pt_BR ru uk hu cs tn; do
             cp -r kl/usr/share/klettres/$l/alpha fbdev/$l; done
     """
+    if not root.is_dir():
+        raise SystemExit(f"{root}: no such folder (see the docstring of fullband_dev_cases for how to make one)")
     speakers = sorted(p for p in root.iterdir() if p.is_dir())
     if len(speakers) < 2:
         raise SystemExit(f"{root}: needs a subfolder of recordings per speaker (two at least)")
@@ -696,11 +700,12 @@ def main() -> None:
     parser.add_argument("--dev", action="store_true",
                         help="only the development set: 16 kHz conversations of train-clean-100 voices (8 by default)")
     parser.add_argument("--dev-fullband", type=Path, metavar="DIR",
-                        help="with --dev: full-band pairs at 48 and 44.1 kHz from DIR, one subfolder of recordings "
-                             "per speaker (see fullband_dev_cases: Debian's klettres-data voices)")
+                        help="a development set of full-band pairs at 48 and 44.1 kHz from DIR, one subfolder of "
+                             "recordings per speaker (see fullband_dev_cases: Debian's klettres-data voices; "
+                             "--conversations pairs per rate, 30 by default)")
     parser.add_argument("--dev-unseen", action="store_true",
-                        help="with --dev: conversations of voices the separator never trained on instead "
-                             "(meeting-sim's dry sources and AMI solo speech; 8 by default)")
+                        help="the development set of voices the separator never trained on instead "
+                             "(meeting-sim's dry sources and AMI solo speech; 8 conversations by default)")
     args = parser.parse_args()
     import torch
 
@@ -718,9 +723,10 @@ def main() -> None:
     print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
           f"{separator.recipe.get('steps')} steps)")
 
-    if args.dev and args.dev_fullband:
+    args.dev = args.dev or args.dev_unseen or args.dev_fullband is not None
+    if args.dev_fullband is not None:
         sets = []
-        for rate, cases in fullband_dev_cases(args.dev_fullband).items():
+        for rate, cases in fullband_dev_cases(args.dev_fullband, args.conversations or 30).items():
             for label, make, band in (("embedded 8 kHz", lambda c: separator, 4000.0),
                                       ("oracle 16 kHz", lambda c: Oracle(c, 16000), 8000.0)):
                 sets.append((f"{rate / 1000:g} kHz dev pairs, {len(cases)}, {label}",
