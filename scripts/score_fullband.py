@@ -252,8 +252,7 @@ def fullband_dev_cases(root: Path, pairs_per_rate: int = 30) -> dict[int, list[C
                 length += clip.size + gap.size
                 if length >= FULLBAND_DEV_CLIP_SECONDS * rate:
                     break
-            voice = np.concatenate(parts[:-1])
-            voice = voice[:(voice.size // (rate // 100)) * (rate // 100)]
+            voice = np.concatenate(parts[:-1])  # whole 10 ms frames: read_clip's clips and the 0.15 s gaps are
             active = voice[np.abs(voice) > 1e-4]
             clips[folder.name] = voice / np.sqrt(np.mean(active ** 2))
         out[rate] = [pair_case(pair, clips, rate, rng) for pair in chosen]
@@ -481,6 +480,23 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
                     seam.update(case=case.name, rendering=rendering)
                     seam_rows.append(seam)
     return rows
+
+
+def score_full_band(cases_by_rate: dict[int, list[Case]], separator: Any, kind: str,
+                    seam_groups: list[tuple[str, list[dict]]] | None = None) -> list[tuple[str, dict, bool, float]]:
+    """The full-band table's sets: at every rate, ideal 16 kHz estimates and the embedded 8 kHz model
+    (the evaluation's pairs and the development pairs alike); each set's seams go to ``seam_groups``
+    when given."""
+    band_sets = []
+    for rate, cases in cases_by_rate.items():
+        for label, make, band in (("oracle 16 kHz", lambda c: Oracle(c, 16000), 8000.0),
+                                  ("embedded 8 kHz", lambda c: separator, 4000.0)):
+            seam_rows: list[dict] | None = [] if seam_groups is not None else None
+            rows = score_cases(cases, make, band, eight_k=True, seam_rows=seam_rows)
+            band_sets.append((f"{rate / 1000:g} kHz, {len(cases)} {kind}, {label}", rows, True, band))
+            if seam_groups is not None:
+                seam_groups.append((f"{rate / 1000:g} kHz, {label}", seam_rows))
+    return band_sets
 
 
 def room_scores(cases: list[Case], make_separator: Any, seam_rows: list[dict] | None) -> dict[str, list[dict]]:
@@ -723,18 +739,12 @@ def main() -> None:
     print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
           f"{separator.recipe.get('steps')} steps)")
 
-    args.dev = args.dev or args.dev_unseen or args.dev_fullband is not None
     if args.dev_fullband is not None:
-        sets = []
-        for rate, cases in fullband_dev_cases(args.dev_fullband, args.conversations or 30).items():
-            for label, make, band in (("embedded 8 kHz", lambda c: separator, 4000.0),
-                                      ("oracle 16 kHz", lambda c: Oracle(c, 16000), 8000.0)):
-                sets.append((f"{rate / 1000:g} kHz dev pairs, {len(cases)}, {label}",
-                             score_cases(cases, make, band, eight_k=True), True, band))
+        sets = score_full_band(fullband_dev_cases(args.dev_fullband, args.conversations or 30), separator, "dev pairs")
         print_band_table("Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
         print(f"\n{time.perf_counter() - started:.0f} s")
         return
-    if args.dev:
+    if args.dev or args.dev_unseen:
         if args.dev_unseen:
             with tempfile.TemporaryDirectory(prefix="podsep-unseen-") as folder:
                 dev = unseen_dev_cases(args.conversations or 8, Path(folder))
@@ -751,16 +761,8 @@ def main() -> None:
 
     # 1. full band
     seam_groups: list[tuple[str, list[dict]]] = []
-    band_sets = []
     fullband = fullband_cases(args.quick)
-    for rate, cases in fullband.items():
-        for label, make, band in (("oracle 16 kHz", lambda c: Oracle(c, 16000), 8000.0),
-                                  ("embedded 8 kHz", lambda c: separator, 4000.0)):
-            seam_rows: list[dict] = []
-            rows = score_cases(cases, make, band, eight_k=True, seam_rows=seam_rows)
-            name = f"{rate / 1000:g} kHz, {len(cases)} pairs, {label}"
-            band_sets.append((name, rows, True, band))
-            seam_groups.append((f"{rate / 1000:g} kHz, {label}", seam_rows))
+    band_sets = score_full_band(fullband, separator, "pairs", seam_groups)
     libri = libri_cases(conversations)
     for label, make in (("embedded 8 kHz", lambda c: separator), ("oracle 8 kHz", lambda c: Oracle(c, 8000))):
         seam_rows = []
