@@ -161,10 +161,15 @@ def _frame_energies(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
     return (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20, frame
 
 
-def training_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
-    """(speaker id, utterance) pairs from the training sets only."""
+def training_corpus(rate: int, extra_voices: list[Path] = ()) -> list[tuple[str, np.ndarray]]:
+    """(speaker id, utterance) pairs from the training sets only.
+
+    ``extra_voices`` are folders of ``<voice>/*.flac`` utterances, one voice per
+    subfolder (``scripts/fetch_debian_voices.py`` writes one): each subfolder is a
+    speaker of its own, drawn as often as any other.
+    """
     if PACKED_DATA is not None:
-        return unpack_corpus(PACKED_DATA, "train", rate)
+        return unpack_corpus(PACKED_DATA, "train", rate) + extra_voice_corpus(extra_voices, rate)
     base = shared_dir() / "data"
     items: list[tuple[str, np.ndarray]] = []
     for path in sorted((base / "librispeech" / "train-clean-100").glob("*.flac")):
@@ -175,6 +180,19 @@ def training_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
         name = path.stem
         speaker = name.split("_a0")[0] if name.startswith("cmu_arctic") else name
         items.append(("as" + speaker, load_utterance(path, rate)))
+    return items + extra_voice_corpus(extra_voices, rate)
+
+
+def extra_voice_corpus(folders: list[Path], rate: int) -> list[tuple[str, np.ndarray]]:
+    """(speaker id, utterance) pairs of ``--extra-voices`` folders (see :func:`training_corpus`)."""
+    items: list[tuple[str, np.ndarray]] = []
+    for folder in folders:
+        voices = sorted(p for p in folder.iterdir() if p.is_dir())
+        if not voices:
+            raise SystemExit(f"--extra-voices {folder}: no voice folders in it")
+        for voice in voices:
+            for path in sorted(voice.glob("*.flac")):
+                items.append(("xv" + voice.name, load_utterance(path, rate)))
     return items
 
 
@@ -554,6 +572,15 @@ def branch_recipe(run_dir: Path) -> dict:
             "train_seconds": float(state["elapsed"])}
 
 
+def training_data_description(state: dict) -> str:
+    """The corpora a run trained on, from its commands (``--extra-voices`` adds a set)."""
+    commands = [state["command"], *(r.get("command", "") for r in state.get("resumes", []))]
+    data = "librispeech/train-clean-100, vctk16k, arctic-sisec"
+    if any("--extra-voices" in command for command in commands):
+        data += ", Debian ktuberling-data voices (scripts/fetch_debian_voices.py)"
+    return data + " (dynamic mixing)"
+
+
 def export(run_dir: Path, destination: Path, args) -> None:
     """Write the shipped weights: a plain state dict, the config and the recipe."""
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -572,7 +599,7 @@ def export(run_dir: Path, destination: Path, args) -> None:
             "steps": int(state["step"]),
             "train_seconds": float(state["elapsed"]),
             "final_heldout_si_sdri_db": float(state["log"][-1]["val_si_sdri"]) if state["log"] else None,
-            "data": "librispeech/train-clean-100, vctk16k, arctic-sisec (dynamic mixing)",
+            "data": training_data_description(state),
             "averaged_steps": averaged,
             "branches": [branch_recipe(branch) for branch in args.branch],
         },
@@ -605,6 +632,9 @@ def main() -> None:
                              "wide 0.8-1.2 (see SPEED_FACTORS_WIDE)")
     parser.add_argument("--channel-eq", type=float, default=0.0,
                         help="probability of colouring each voice with a random equaliser (see EQ_KNOT_HZ)")
+    parser.add_argument("--extra-voices", type=Path, action="append", default=[],
+                        help="also train on these voices: a folder of <voice>/*.flac utterances "
+                             "(scripts/fetch_debian_voices.py); each voice is one more speaker")
     parser.add_argument("--stream", type=int, default=0,
                         help="another draw of training mixtures from the same seed (a parallel branch); "
                              "0 = the seed's own stream")
@@ -694,7 +724,7 @@ def main() -> None:
     print(f"model: {count_parameters(model) / 1e6:.3f} M parameters, {config}", flush=True)
 
     rate = config.sample_rate
-    corpus = training_corpus(rate)
+    corpus = training_corpus(rate, args.extra_voices)
     groups = group_by_speaker(corpus)
     print(f"training data: {len(corpus)} utterances, {len(groups)} speakers, "
           f"{sum(a.size for _, a in corpus) / rate / 60:.1f} min", flush=True)

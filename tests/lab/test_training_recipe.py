@@ -249,3 +249,59 @@ def test_the_wide_speed_range_draws_from_its_own_factors():
     wide = recipe.StepBatches(corpus, groups, 8000, args)[7]
     expected = recipe.training_batch(corpus, groups, 8000, 11, 0, 7, 3, 1.0, 0.0, recipe.SPEED_FACTORS_WIDE)
     assert torch.equal(wide[0], expected[0])
+
+
+def _fetch_module():
+    spec = importlib.util.spec_from_file_location("fetch_debian_voices", REPO_ROOT / "scripts" / "fetch_debian_voices.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extra_voices_are_speakers_of_their_own_and_named_in_the_recipe(tmp_path):
+    """``--extra-voices DIR``: each subfolder is one more speaker; the exported recipe says the data grew."""
+    import soundfile as sf
+
+    recipe = _recipe_module()
+    rng = np.random.default_rng(3)
+    for voice, count in (("ktuberling-xx", 2), ("ktuberling-yy", 1)):
+        (tmp_path / "voices" / voice).mkdir(parents=True)
+        for n in range(count):
+            sf.write(str(tmp_path / "voices" / voice / f"{n:03d}.flac"), 0.1 * rng.standard_normal(16000), 16000)
+    items = recipe.extra_voice_corpus([tmp_path / "voices"], 8000)
+    assert [speaker for speaker, _ in items] == ["xvktuberling-xx", "xvktuberling-xx", "xvktuberling-yy"]
+    assert all(audio.size == pytest.approx(8000, abs=200) for _, audio in items)  # resampled to the model's rate
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no voice folders"):
+        recipe.extra_voice_corpus([tmp_path / "empty"], 8000)
+    plain = _checkpoint(0.1, 10)
+    assert "ktuberling" not in recipe.training_data_description(plain)
+    plain["resumes"].append({"step": 10, "command": "train_separator.py --extra-voices runs/voices"})
+    assert "ktuberling" in recipe.training_data_description(plain)
+
+
+def test_debian_words_become_pseudo_utterances_with_pauses(tmp_path):
+    """Isolated words (with silence around them) are trimmed, levelled and joined into ~6 s utterances."""
+    import soundfile as sf
+
+    fetch = _fetch_module()
+    rng = np.random.default_rng(5)
+    files = []
+    for n in range(30):  # 30 words of 0.5 s at various levels, each padded with 0.3 s of silence
+        word = np.concatenate([np.zeros(6615), rng.uniform(0.02, 0.5) * np.sin(np.arange(11025) * 0.07),
+                               np.zeros(6615)])
+        path = tmp_path / f"w{n:02d}.wav"
+        sf.write(str(path), word, 22050)
+        files.append(path)
+    utterances = fetch.build_voice(files, np.random.default_rng(0))
+    total = sum(u.size for u in utterances) / fetch.RATE
+    assert len(utterances) == 3  # 12 + 12 words of 0.5 s reach 6 s; the last 6 words (3 s) stay an utterance
+    assert all(u.size >= 6.0 * fetch.RATE for u in utterances[:2]) and utterances[2].size >= 2.0 * fetch.RATE
+    assert 15.0 <= total <= 15.0 + 29 * 0.25 + 0.1  # the words without their silence, plus short pauses
+    for u in utterances:
+        frames = np.abs(u[: u.size // 320 * 320]).reshape(-1, 320).max(axis=1)
+        loud = frames[frames > 0.05]
+        assert np.max(loud) / np.median(loud) < 1.2  # levelled to one loudness
+        assert np.any(frames < 1e-6)  # pauses between the words
+    again = fetch.build_voice(files, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(utterances, again))  # a fixed seed gives the same voice
