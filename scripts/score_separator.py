@@ -71,6 +71,7 @@ def heldout(separator: EmbeddedSeparator, count: int, speech_set: str = "test-ot
     groups = group_by_speaker(corpus)
     rng = np.random.default_rng([HELDOUT_SEED])
     rows = {"full": [], "partial": []}
+    in_order = []  # per mixture, in the order drawn: two weights compared on the same mixtures pair up
     started = time.perf_counter()
     seconds = 0.0
     for _ in range(count):
@@ -80,12 +81,14 @@ def heldout(separator: EmbeddedSeparator, count: int, speech_set: str = "test-ot
         seconds += mix.size / rate
         improvement = best_pair(sources, estimate)[0] - best_pair(sources, np.stack([mix, mix]))[0]
         rows["full" if full else "partial"].append(improvement)
+        in_order.append(round(float(improvement), 3))
     elapsed = time.perf_counter() - started
     every = rows["full"] + rows["partial"]
     return {"mixtures": count, "si_sdri_mean": float(np.mean(every)), "si_sdri_median": float(np.median(every)),
             "full_overlap": float(np.mean(rows["full"])) if rows["full"] else None, "full_count": len(rows["full"]),
             "partial_overlap": float(np.mean(rows["partial"])) if rows["partial"] else None,
-            "partial_count": len(rows["partial"]), "rtf_one_thread": elapsed / seconds}
+            "partial_count": len(rows["partial"]), "rtf_one_thread": elapsed / seconds,
+            "per_mixture": in_order}
 
 
 def librimix(separator: EmbeddedSeparator) -> list[dict]:
