@@ -79,7 +79,7 @@ def add_split_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hf-token", help="Hugging Face token for gated models (default: $HF_TOKEN)")
     parser.add_argument("--cache-dir", help="model cache folder (default: the Hugging Face cache)")
     parser.add_argument("--no-extras", action="store_true",
-                        help="write only tracks, RTTM and manifest (no timeline PNG, labels, REAPER project, review page)")
+                        help="write only tracks, background, RTTM and manifest (no timeline PNG, labels, REAPER project, review page)")
     parser.add_argument("--no-background", action="store_true",
                         help="do not write <stem>.background (the input minus the speaker tracks)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing result folder")

@@ -111,6 +111,7 @@ def collect(settings: Any, token: str | None) -> list[ModelStatus]:
         packaged_status("embedded VAD", "silero_vad", "data/silero_vad.jit"),
         packaged_status("embedded speaker encoder", "resemblyzer", "pretrained.pt"),
         packaged_status("embedded overlap detector", "podsep", "data/overlap_detector.pt"),
+        packaged_status("embedded separator", "podsep", "data/separator.pt"),
     ]
     return rows
 

@@ -61,7 +61,7 @@ def test_status_of_cached_local_missing_and_packaged_models(monkeypatch, hub_cac
     assert rows["diarization"].usable and rows["diarization"].revision == COMMIT
     assert rows["diarization"].size_bytes > 100_000
     assert not rows["separation"].usable and "not found" in rows["separation"].reason
-    for role in ("embedded VAD", "embedded speaker encoder", "embedded overlap detector"):
+    for role in ("embedded VAD", "embedded speaker encoder", "embedded overlap detector", "embedded separator"):
         assert rows[role].usable, rows[role].reason
     default = {row.role: row for row in collect(load_settings(), None)}
     assert not default["diarization"].usable and "cannot be reached" in default["diarization"].reason
