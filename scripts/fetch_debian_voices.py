@@ -39,6 +39,10 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_separator import trim_silence  # noqa: E402  (the recipe's own trim, so both cut words alike)
+
 PACKAGE = "ktuberling-data"
 RATE = 16000
 SEED = 20261201
@@ -66,14 +70,7 @@ def word_audio(path: Path) -> np.ndarray | None:
     if rate != RATE:
         g = math.gcd(rate, RATE)
         audio = resample_poly(audio, RATE // g, rate // g).astype(np.float32)
-    audio = audio - audio.mean()
-    frame = int(0.02 * RATE)
-    count = audio.size // frame
-    if count < 5:
-        return None
-    energy = (audio[: count * frame].reshape(count, frame) ** 2).mean(axis=1) + 1e-20
-    loud = np.flatnonzero(energy > energy.max() * 10 ** (-35 / 10))
-    word = audio[loud[0] * frame : (loud[-1] + 1) * frame]
+    word = trim_silence(audio - audio.mean(), RATE, floor_db=-35.0)
     return word if word.size >= int(0.2 * RATE) else None
 
 
