@@ -252,7 +252,7 @@ def fullband_dev_cases(root: Path, pairs_per_rate: int = 30) -> dict[int, list[C
                 length += clip.size + gap.size
                 if length >= FULLBAND_DEV_CLIP_SECONDS * rate:
                     break
-            voice = np.concatenate(parts[:-1])  # whole 10 ms frames: read_clip's clips and the 0.15 s gaps are
+            voice = np.concatenate(parts[:-1])  # the last gap dropped: the clip ends with speech
             active = voice[np.abs(voice) > 1e-4]
             clips[folder.name] = voice / np.sqrt(np.mean(active ** 2))
         out[rate] = [pair_case(pair, clips, rate, rng) for pair in chosen]
