@@ -17,11 +17,13 @@ backchannel), reverberation from synthetic room responses on a quarter of the ex
 (the *reverberant image* of each speaker is the target: podsep keeps the room)
 and coloured noise at 10-30 dB SNR on a quarter (noise is in the mixture, not in
 the targets).
-Two augmentations are switched on by options, so that runs started without them
+Three augmentations are switched on by options, so that runs started without them
 stay reproducible: ``--speed-perturbation P`` (each voice resampled by 0.9-1.1
-with probability P: new apparent voices) and ``--channel-eq P`` (each voice
+with probability P: new apparent voices), ``--channel-eq P`` (each voice
 through its own smooth random equaliser with probability P: other recording
-chains); the targets are the perturbed voices.
+chains) and ``--polarity-flip P`` (each voice negated with probability P: the
+same voice to the ear, another waveform to the network); the targets are the
+perturbed voices.
 
 Loss: permutation-invariant negative SI-SDR. Optimiser: Adam with a short
 warm-up and cosine decay over ``--total-steps``. A checkpoint (model, optimiser,
@@ -404,9 +406,25 @@ def colour(rng: np.random.Generator, voice: np.ndarray, rate: int, probability: 
     return coloured.astype(np.float32)
 
 
+def flip_polarity(rng: np.random.Generator, voice: np.ndarray, probability: float) -> np.ndarray:
+    """The voice upside down (multiplied by -1), with ``probability``.
+
+    The ear hears no difference, but the network's encoder (learned filters, then
+    a ReLU) does: in session 14 the shipped model separated 120 development
+    mixtures of its *training* voices 2.7 dB worse with the input negated (9.79
+    -> 7.13 dB SI-SDRi) and 120 of voices it never trained on no worse (7.29 ->
+    7.79), so it had learnt the training voices' waveforms in their recorded
+    polarity (LibriSpeech's speakers come in either, VCTK's nearly all in one).
+    A flipped voice is a cheap new apparent voice.
+    """
+    if rng.uniform() >= probability:
+        return voice
+    return -voice
+
+
 def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int, augment: bool,
                  speed_probability: float = 0.0, eq_probability: float = 0.0,
-                 speed_factors: tuple[tuple[int, int], ...] = SPEED_FACTORS):
+                 speed_factors: tuple[tuple[int, int], ...] = SPEED_FACTORS, polarity_probability: float = 0.0):
     speakers = list(by_speaker)
     i, j = rng.choice(len(speakers), size=2, replace=False)
     ua = corpus[rng.choice(by_speaker[speakers[i]])][1]
@@ -417,6 +435,8 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
     sa, sb = place(rng, ua, ub, n, rate)
     if augment and eq_probability > 0:
         sa, sb = colour(rng, sa, rate, eq_probability), colour(rng, sb, rate, eq_probability)
+    if augment and polarity_probability > 0:
+        sa, sb = flip_polarity(rng, sa, polarity_probability), flip_polarity(rng, sb, polarity_probability)
     if augment and rng.uniform() < REVERB_PROBABILITY:
         rt60 = rng.uniform(0.15, 0.7)
         sa = fftconvolve(sa, synthetic_rir(rng, rate, rt60))[:n].astype(np.float32)
@@ -434,12 +454,14 @@ def make_example(rng: np.random.Generator, corpus, by_speaker, n: int, rate: int
 
 def training_batch(corpus, by_speaker, rate: int, seed: int, stream: int, step: int, size: int,
                    speed_probability: float, eq_probability: float = 0.0,
-                   speed_factors: tuple[tuple[int, int], ...] = SPEED_FACTORS) -> tuple[torch.Tensor, torch.Tensor]:
+                   speed_factors: tuple[tuple[int, int], ...] = SPEED_FACTORS,
+                   polarity_probability: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The mixtures and sources of one training step: a function of ``(seed, stream, step)`` alone."""
     rng = np.random.default_rng([seed, step] if stream == 0 else [seed, step, stream])
     n = int(CROP_SECONDS[rng.integers(len(CROP_SECONDS))] * rate)
     batch = [make_example(rng, corpus, by_speaker, n, rate, augment=True, speed_probability=speed_probability,
-                          eq_probability=eq_probability, speed_factors=speed_factors)
+                          eq_probability=eq_probability, speed_factors=speed_factors,
+                          polarity_probability=polarity_probability)
              for _ in range(size)]
     return torch.from_numpy(np.stack([b[0] for b in batch])), torch.from_numpy(np.stack([b[1] for b in batch]))
 
@@ -456,6 +478,7 @@ class StepBatches(torch.utils.data.Dataset):
         self.seed, self.stream, self.size = args.seed, args.stream, args.batch
         self.speed_probability = args.speed_perturbation
         self.eq_probability = args.channel_eq
+        self.polarity_probability = getattr(args, "polarity_flip", 0.0)
         self.speed_factors = SPEED_FACTORS_WIDE if getattr(args, "speed_range", "narrow") == "wide" else SPEED_FACTORS
 
     def __len__(self) -> int:
@@ -463,7 +486,8 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return training_batch(self.corpus, self.by_speaker, self.rate, self.seed, self.stream, step, self.size,
-                              self.speed_probability, self.eq_probability, self.speed_factors)
+                              self.speed_probability, self.eq_probability, self.speed_factors,
+                              self.polarity_probability)
 
 
 def group_by_speaker(corpus) -> dict[str, list[int]]:
@@ -632,6 +656,8 @@ def main() -> None:
                              "wide 0.8-1.2 (see SPEED_FACTORS_WIDE)")
     parser.add_argument("--channel-eq", type=float, default=0.0,
                         help="probability of colouring each voice with a random equaliser (see EQ_KNOT_HZ)")
+    parser.add_argument("--polarity-flip", type=float, default=0.0,
+                        help="probability of negating each voice (see flip_polarity)")
     parser.add_argument("--extra-voices", type=Path, action="append", default=[],
                         help="also train on these voices: a folder of <voice>/*.flac utterances "
                              "(scripts/fetch_debian_voices.py); each voice is one more speaker")

@@ -305,3 +305,25 @@ def test_debian_words_become_pseudo_utterances_with_pauses(tmp_path):
         assert np.any(frames < 1e-6)  # pauses between the words
     again = fetch.build_voice(files, np.random.default_rng(0))
     assert all(np.array_equal(a, b) for a, b in zip(utterances, again))  # a fixed seed gives the same voice
+
+
+def test_polarity_flips_negate_whole_voices_and_leave_runs_without_them_unchanged():
+    """``--polarity-flip P``: each voice negated with probability P (mixture = sum of the flipped targets);
+    at 0 the batches are those of runs started before the option existed."""
+    recipe = _recipe_module()
+    voice = np.random.default_rng(2).standard_normal(800).astype(np.float32)
+    flips = [recipe.flip_polarity(np.random.default_rng(seed), voice, 0.5) for seed in range(400)]
+    negated = sum(np.array_equal(f, -voice) for f in flips)
+    assert negated + sum(np.array_equal(f, voice) for f in flips) == 400
+    assert 150 < negated < 250
+    assert np.array_equal(recipe.flip_polarity(np.random.default_rng(0), voice, 1.0), -voice)
+    corpus = _fake_corpus(5, 4.0)
+    groups = recipe.group_by_speaker(corpus)
+    before = recipe.training_batch(corpus, groups, 8000, 11, 0, 3, 4, 0.5, 0.5)
+    off = recipe.training_batch(corpus, groups, 8000, 11, 0, 3, 4, 0.5, 0.5, recipe.SPEED_FACTORS, 0.0)
+    assert torch.equal(before[0], off[0]) and torch.equal(before[1], off[1])
+    args = argparse.Namespace(seed=11, stream=0, batch=4, speed_perturbation=0.0, channel_eq=0.0, polarity_flip=1.0)
+    mix, src = recipe.StepBatches(corpus, groups, 8000, args)[3]
+    assert torch.allclose(mix, src.sum(1), atol=1e-5)  # the targets are the flipped voices
+    plain = recipe.training_batch(corpus, groups, 8000, 11, 0, 3, 4, 0.0, 0.0)
+    assert not torch.equal(src, plain[1])
