@@ -422,23 +422,55 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                   f"({after:.2f} dB against {before:.2f} dB): kept the incoming model")
         return AdaptationResult(False, reason, int(steps), budget, before, after, time.perf_counter() - started,
                                 separator, tuple(pairs), digest, details)
-    adapted = _adapted_separator(base, state, digest, details, int(steps))
+    adapted = _adapted_separator(base, state, digest, details, int(steps), valid_mix, valid_src)
     reason = f"adapted to {', '.join('-'.join(p) for p in pairs)}: {before:.2f} -> {after:.2f} dB on held-out speech"
     return AdaptationResult(True, reason, int(steps), budget, before, after, time.perf_counter() - started,
                             adapted, tuple(pairs), digest, details)
 
 
-def _adapted_separator(base: Any, state: dict[str, Any], digest: str, details: dict[str, Any], steps: int) -> Any:
-    """An :class:`EmbeddedSeparator` around the adapted weights, named after their hash."""
+def _adapted_separator(base: Any, state: dict[str, Any], digest: str, details: dict[str, Any], steps: int,
+                       valid_mix: Any, valid_src: Any) -> Any:
+    """An :class:`EmbeddedSeparator` around the adapted weights, named after their hash.
+
+    Its passes are of the kind that separates the episode's held-out speech
+    better (:func:`choose_pass_kind`): a model that has learnt these voices in
+    their recorded polarity may lose on a negated pass.
+    """
     from .models.embedded.separator import EmbeddedSeparator
 
-    adapted = EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
-                                shifts=getattr(base, "shifts", 1), state_dict=state, config=base.network.config.to_dict(),
-                                label=f"adapted:{digest[:16]}").load()
+    def adapted_with(kind: str) -> EmbeddedSeparator:
+        return EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
+                                 passes=getattr(base, "passes", 1), pass_kind=kind, state_dict=state,
+                                 config=base.network.config.to_dict(), label=f"adapted:{digest[:16]}").load()
+
+    kind, scores = choose_pass_kind(adapted_with, valid_mix, valid_src)
+    adapted = adapted_with(kind)
     adapted.sha256 = digest
     adapted.recipe = {"adapted_from": {"source": base.describe().get("source"), "sha256": base.sha256},
-                      "steps": steps, **{k: v for k, v in details.items() if k != "solo_seconds"}}
+                      "steps": steps, **{k: v for k, v in details.items() if k != "solo_seconds"},
+                      "pass_kind": kind, "pass_kind_scores_db": scores}
     return adapted
+
+
+def choose_pass_kind(make: Callable[[str], Any], mixtures: Any, sources: Any) -> tuple[str, dict[str, float]]:
+    """The pass kind whose separations of the validation mixtures score higher (PIT SI-SDR
+    improvement), and both scores; ``polarity`` on a tie or with a single pass."""
+    import torch
+
+    from .models.embedded.separator import PASS_KINDS
+
+    first = make(PASS_KINDS[0])
+    if first.passes < 2:
+        return PASS_KINDS[0], {}
+    scores = {}
+    for kind in PASS_KINDS:
+        separator = first if kind == PASS_KINDS[0] else make(kind)
+        rate = separator.sample_rate
+        estimates = torch.from_numpy(np.stack(separator.separate_batch(list(mixtures.numpy()), rate)))
+        improvement = pit_si_sdr(estimates, sources) - pit_si_sdr(torch.stack([mixtures, mixtures], 1), sources)
+        scores[kind] = round(float(improvement.mean()), 3)
+    best = max(PASS_KINDS, key=lambda kind: (scores[kind], kind == PASS_KINDS[0]))
+    return best, scores
 
 
 def state_digest(state: Mapping[str, Any]) -> str:

@@ -63,7 +63,7 @@ class SeparationSettings:
     revision: str | None = None
     batch_size: int = 1
     embedded_model: str | None = None
-    shifts: int = 2  # the embedded separator's sub-hop shift averaging (see podsep.models.embedded.separator)
+    passes: int = 2  # separations the embedded separator averages (see podsep.models.embedded.separator)
     adapt: str = "auto"
     adapt_budget: float = 600.0
     voices: str | None = None
@@ -151,7 +151,7 @@ class Settings:
             (self.overlaps.chunk_overlap >= 0, "overlaps.chunk_overlap must be >= 0"),
             (self.assembly.crossfade >= 0, "assembly.crossfade must be >= 0"),
             (self.separation.batch_size >= 1, "separation.batch_size must be >= 1"),
-            (self.separation.shifts >= 1, "separation.shifts must be >= 1"),
+            (self.separation.passes >= 1, "separation.passes must be >= 1"),
             (self.assignment.min_context >= 0, "assignment.min_context must be >= 0"),
         ]
         for ok, message in checks:
@@ -186,10 +186,16 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
     return _build(Settings, tree, "").validate()
 
 
+#: Settings that were renamed, so an old config gets a pointer instead of a list of names.
+RENAMED = {"separation.shifts": "separation.passes (now also negates the input on every second pass)"}
+
+
 def _build(klass: type, tree: dict[str, Any], prefix: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(klass)}
     values = {}
     for key, value in tree.items():
+        if f"{prefix}{key}" in RENAMED:
+            raise PodsepError(f"setting '{prefix}{key}' is now {RENAMED[prefix + key]}")
         if key not in known:
             raise PodsepError(f"unknown setting '{prefix}{key}' (known: {', '.join(known)})")
         kind = known[key].default_factory if known[key].default_factory is not dataclasses.MISSING else None
@@ -216,6 +222,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             raise PodsepError(f"setting '{part}' must be a section")
+    if dotted in RENAMED:
+        raise PodsepError(f"setting '{dotted}' is now {RENAMED[dotted]}")
     if parts[-1] not in {f.name for f in dataclasses.fields(klass)}:
         raise PodsepError(f"unknown setting '{dotted}'")
     target[parts[-1]] = value

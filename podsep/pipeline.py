@@ -197,7 +197,7 @@ class Splitter:
                 separator, policy = loaded.model, loaded.overlap_policy
                 if separator is not None and profile is not None and is_embedded(separator) \
                         and profile.weights is not None:  # a show's adapted weights are the starting point
-                    separator = profile.separator(device=self.device, shifts=settings.separation.shifts)
+                    separator = profile.separator(device=self.device, passes=settings.separation.passes)
                 if separator is not None:
                     separator, adaptation = learn_episode_voices(separator, source, activity, regions, windows,
                                                                  settings, run, fingerprint)

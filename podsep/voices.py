@@ -69,16 +69,16 @@ class VoiceProfile:
         path = self.folder / WEIGHTS_FILE
         return path if path.is_file() else None
 
-    def separator(self, *, device: str = "cpu", batch_size: int = 1, shifts: int | None = None) -> Any:
-        """The profile's adapted separator (an ``EmbeddedSeparator``; ``shifts`` ``None``: its default),
-        or ``None`` without weights."""
-        from .models.embedded.separator import DEFAULT_SHIFTS, EmbeddedSeparator
+    def separator(self, *, device: str = "cpu", batch_size: int = 1, passes: int | None = None) -> Any:
+        """The profile's adapted separator (an ``EmbeddedSeparator``; ``passes`` ``None``: its default;
+        the kind of passes its adaptation chose, as its recipe records), or ``None`` without weights."""
+        from .models.embedded.separator import DEFAULT_PASSES, EmbeddedSeparator
 
         path = self.weights
         if path is None:
             return None
         return EmbeddedSeparator(path, device=device, batch_size=batch_size,
-                                 shifts=DEFAULT_SHIFTS if shifts is None else shifts).load()
+                                 passes=DEFAULT_PASSES if passes is None else passes, pass_kind=None).load()
 
     def match(self, embeddings: Mapping[str, np.ndarray], threshold: float = MATCH_THRESHOLD) -> "VoiceMatch":
         """Which new speakers are saved voices (see :func:`match_voices`)."""

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from podsep.lab.oracle import locate_window  # noqa: E402
-from podsep.models.embedded.separator import DEFAULT_SHIFTS, EmbeddedSeparator  # noqa: E402
+from podsep.models.embedded.separator import DEFAULT_PASSES, PASS_KINDS, EmbeddedSeparator  # noqa: E402
 
 HELDOUT_SEED = 777  # the training script validates with its own seed; this set is separate
 
@@ -235,8 +235,11 @@ def main() -> None:
                              "train-clean-100 or unseen to develop (tuning on test-other would spoil it; with "
                              "--heldout, train-clean-100 means every training voice and unseen the development "
                              "voices the separator never trained on, see train_separator.unseen_corpus)")
-    parser.add_argument("--shifts", type=int, default=DEFAULT_SHIFTS,
-                        help=f"separations averaged per window (default {DEFAULT_SHIFTS}, the product's)")
+    parser.add_argument("--passes", type=int, default=DEFAULT_PASSES,
+                        help=f"separations averaged per window (default {DEFAULT_PASSES}, the product's)")
+    parser.add_argument("--pass-kind", default=PASS_KINDS[0], choices=PASS_KINDS,
+                        help="polarity: plain and negated input (the product's, from session 14); "
+                             "delay: sub-hop delays only (sessions 1-13)")
     parser.add_argument("--dialogue", action="store_true", help="the real phone dialogue dialogues/MUL1011.opus")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -244,10 +247,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    separator = EmbeddedSeparator(args.weights, shifts=args.shifts).load()
+    separator = EmbeddedSeparator(args.weights, passes=args.passes, pass_kind=args.pass_kind).load()
     report: dict = {"weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe,
-                    "shifts": separator.shifts}
-    print(f"shifts: {separator.shifts}")
+                    "passes": separator.passes, "pass_kind": separator.pass_kind}
+    print(f"passes: {separator.passes} ({separator.pass_kind})")
     if args.heldout:
         report["heldout"] = heldout(separator, args.heldout, args.speech_set)
         h = report["heldout"]

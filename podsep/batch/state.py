@@ -139,7 +139,7 @@ def relevant_settings(settings: Settings, *, given_diarization: bool) -> dict[st
             separation.pop("revision", None)
         elif separation.get("backend") == "sepformer":
             separation.pop("embedded_model", None)
-            separation.pop("shifts", None)
+            separation.pop("passes", None)
     return tree
 
 

@@ -107,7 +107,7 @@ def build_separator(settings: Settings, *, hf_token: str | None = None) -> Loade
         from .embedded.separator import EmbeddedSeparator
 
         embedded = EmbeddedSeparator(settings.separation.embedded_model, device=device,
-                                     batch_size=settings.separation.batch_size, shifts=settings.separation.shifts)
+                                     batch_size=settings.separation.batch_size, passes=settings.separation.passes)
         try:
             model = embedded.load()
             if failures:

@@ -92,31 +92,80 @@ def test_long_windows_are_separated_in_consistent_chunks(random_weights):
     assert sources.shape == (2, window.size) and np.all(np.isfinite(sources))
 
 
-def test_shift_averaging_is_the_mean_of_delayed_separations(random_weights):
-    """shifts=N averages N passes over the input delayed by i*hop/N samples, each put in the first's order."""
+def test_two_passes_average_the_plain_and_the_negated_input(random_weights):
+    """passes=2 averages the separation of the window and, negated back, that of the negated window,
+    each put in the first's order; the delay kind (sessions 1-13) shifts by half a hop instead."""
     import torch
 
-    from podsep.models.embedded.separator import _stitch_order
+    from podsep.models.embedded.separator import _stitch_order, pass_plan
 
     rng = np.random.default_rng(3)
     window = rng.standard_normal(8000 * 3).astype(np.float32)
-    single = EmbeddedSeparator(random_weights, shifts=1).load()
-    double = EmbeddedSeparator(random_weights, shifts=2).load()
+    single = EmbeddedSeparator(random_weights, passes=1).load()
+    double = EmbeddedSeparator(random_weights, passes=2).load()
+    delayed_kind = EmbeddedSeparator(random_weights, passes=2, pass_kind="delay").load()
     network = single.network
     with torch.inference_mode():
         plain = network(torch.from_numpy(window)[None])[0].numpy()
+        negated = -network(torch.from_numpy(-window)[None])[0].numpy()
         delayed = network(torch.from_numpy(np.concatenate([np.zeros(network.hop // 2, np.float32), window]))[None])
+    negated = negated[_stitch_order(plain, negated)]
     delayed = delayed[0].numpy()[:, network.hop // 2:network.hop // 2 + window.size]
     delayed = delayed[_stitch_order(plain, delayed)]
     assert np.allclose(single(window, 8000), plain, atol=1e-5)
     averaged = double(window, 8000)
-    assert np.allclose(averaged, (plain + delayed) / 2, atol=1e-4)
-    assert not np.allclose(averaged, plain, atol=1e-3)  # the second pass really changed something
-    assert double.describe()["shifts"] == 2
-    with pytest.raises(ValueError, match="shifts"):
-        EmbeddedSeparator(random_weights, shifts=0)
-    with pytest.raises(podsep.PodsepError, match="separation.shifts"):
-        podsep.Splitter(separation__shifts=0)
+    assert np.allclose(averaged, (plain + negated) / 2, atol=1e-4)
+    assert not np.allclose(averaged, plain, atol=1e-3)  # the negated pass really changed something
+    assert np.allclose(delayed_kind(window, 8000), (plain + delayed) / 2, atol=1e-4)
+    assert double.describe()["passes"] == 2 and double.describe()["pass_kind"] == "polarity"
+    assert pass_plan(4, "polarity", 16) == [(0, 1), (0, -1), (8, 1), (8, -1)]
+    assert pass_plan(3, "delay", 16) == [(0, 1), (5, 1), (10, 1)]
+    with pytest.raises(ValueError, match="passes"):
+        EmbeddedSeparator(random_weights, passes=0)
+    with pytest.raises(ValueError, match="pass kind"):
+        EmbeddedSeparator(random_weights, pass_kind="sideways")
+    with pytest.raises(podsep.PodsepError, match="separation.passes"):
+        podsep.Splitter(separation__passes=0)
+    with pytest.raises(podsep.PodsepError, match="'separation.shifts' is now separation.passes"):
+        podsep.Splitter(separation__shifts=2)  # an old config gets a pointer, not a list of names
+
+
+def test_an_adapted_model_chooses_its_passes_on_the_episode_speech(random_weights):
+    """choose_pass_kind scores both kinds on the validation mixtures and keeps the higher; the adapted
+    separator's recipe records the choice, and weights saved with it load with that kind."""
+    import torch
+
+    from podsep.adapt import choose_pass_kind, pit_si_sdr
+
+    rng = np.random.default_rng(5)
+    sources = torch.from_numpy(rng.standard_normal((4, 2, 8000 * 2)).astype(np.float32))
+    mixtures = sources.sum(1)
+
+    def make(kind: str) -> EmbeddedSeparator:
+        return EmbeddedSeparator(random_weights, passes=2, pass_kind=kind).load()
+
+    kind, scores = choose_pass_kind(make, mixtures, sources)
+    assert set(scores) == {"polarity", "delay"} and scores["polarity"] != scores["delay"]
+    assert kind == max(scores, key=scores.get)
+    again = make("delay")
+    estimates = torch.from_numpy(np.stack(again.separate_batch(list(mixtures.numpy()), 8000)))
+    expected = pit_si_sdr(estimates, sources) - pit_si_sdr(torch.stack([mixtures, mixtures], 1), sources)
+    assert abs(float(expected.mean()) - scores["delay"]) < 1e-3
+    single = choose_pass_kind(lambda k: EmbeddedSeparator(random_weights, passes=1, pass_kind=k).load(),
+                              mixtures, sources)
+    assert single == ("polarity", {})  # one pass: nothing to choose
+
+
+def test_weights_that_name_their_pass_kind_load_with_it(random_weights, tmp_path):
+    import torch
+
+    payload = torch.load(random_weights, weights_only=True)
+    payload["recipe"] = {**dict(payload.get("recipe") or {}), "pass_kind": "delay"}
+    named = tmp_path / "adapted.pt"
+    torch.save(payload, named)
+    assert EmbeddedSeparator(named, pass_kind=None).load().pass_kind == "delay"
+    assert EmbeddedSeparator(random_weights, pass_kind=None).load().pass_kind == "polarity"
+    assert EmbeddedSeparator(named).load().pass_kind == "polarity"  # an explicit kind wins
 
 
 def test_the_cli_separator_flag(shared_dir, random_weights, tmp_path):
@@ -147,7 +196,7 @@ def test_speechbrain_format_runs_through_the_sepformer_path(shared_dir, random_w
     through_speechbrain = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={
         "separation.backend": "sepformer", "separation.model": str(folder)})
     direct = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={  # one pass, like speechbrain's
-        "separation.backend": "embedded", "separation.embedded_model": str(random_weights), "separation.shifts": 1,
+        "separation.backend": "embedded", "separation.embedded_model": str(random_weights), "separation.passes": 1,
         "separation.adapt": "off"})  # SepFormer is never adapted; the embedded path would learn the voices first
     assert through_speechbrain.manifest["models"]["separation"]["kind"] == "speechbrain.SepformerSeparation"
     assert through_speechbrain.manifest["models"]["separation"]["sample_rate"] == 8000

@@ -10,12 +10,22 @@ The network works at its own rate (8 kHz): windows are resampled to it and the
 sources back to the caller's rate. Full-band rendering above the model's band is
 the assembly stage's job, not this one's.
 
-Each chunk is separated ``shifts`` times, the input delayed by a fraction of the
-encoder's hop each time, and the estimates (put in one order) are averaged: a
-strided encoder sees the waveform on a grid, and averaging over grid offsets
-removes part of the error that depends on where the grid falls (demucs's "shift
-trick", at sub-frame scale). Chosen on development mixtures of training voices
-(``train-clean-100``): see :data:`DEFAULT_SHIFTS`.
+Each chunk is separated ``passes`` times and the estimates (put in one order)
+are averaged: a test-time ensemble for the price of a second forward pass. The
+second pass sees the input *negated*: the same sound to the ear, a different
+waveform to the network, whose encoder (learned filters, then a ReLU) responds
+to the two polarities differently, so its errors on them are partly independent.
+On 120 development mixtures of voices it never trained on (``python
+scripts/score_separator.py --heldout 120 --speech-set unseen``) that gained 0.81
+dB SI-SDRi over session 13's second pass (the input delayed by half the
+encoder's hop, demucs's "shift trick" at sub-frame scale): 7.42 -> 8.23 dB, one
+pass 7.29. Further passes repeat the pair at sub-hop delays (four: +0.05 dB
+more). A network that has *learnt* its voices in their recorded polarity loses
+on the negated pass instead (on its training voices the same swap cost 1.0 dB:
+9.96 -> 8.95),
+so a model adapted to an episode's voices asks its own held-out speech which
+kind of second pass to use (:func:`choose_pass_kind`, called by
+:mod:`podsep.adapt`).
 """
 
 from __future__ import annotations
@@ -33,13 +43,30 @@ from ...errors import ModelError
 
 SHIPPED_WEIGHTS = "separator.pt"
 
-#: Separations averaged per chunk, each on the input delayed by ``i * hop / shifts`` samples.
-#: On development mixtures of training voices (4 s), SI-SDRi with 2 (delays 0 and 1 ms) against
-#: 1: +0.13 dB on 120 mixtures (``python scripts/score_separator.py --heldout 120 --speech-set
-#: train-clean-100 --shifts 1``, then ``--shifts 2``: 8.24 -> 8.37 dB), +0.20 and +0.23 dB on two
-#: other draws of 80-120; 4 gave +0.30 dB on the same draw as +0.23. 2 doubles a cost that is
-#: small (about 0.016 x real time on one thread); 1 = a single pass.
-DEFAULT_SHIFTS = 2
+#: Separations averaged per chunk (see :func:`pass_plan`). 2 doubles a cost that is small (about
+#: 0.016 x real time per pass on one thread) and gains 0.9 dB on new voices; 1 = a single pass.
+DEFAULT_PASSES = 2
+
+#: The kinds of passes: ``polarity`` alternates the plain and the negated input (then sub-hop
+#: delays), ``delay`` only delays (session 13's passes). Generic weights use ``polarity``.
+PASS_KINDS = ("polarity", "delay")
+
+
+def pass_plan(passes: int, kind: str, hop: int) -> list[tuple[int, int]]:
+    """The ``(delay in samples, sign)`` of each pass.
+
+    ``polarity``: plain, negated, then the same two at delays of a fraction of
+    the encoder's hop (four passes: delays 0, 0, hop/2, hop/2); ``delay``: pass
+    ``i`` delayed by ``i * hop / passes`` samples, never negated.
+    """
+    if kind not in PASS_KINDS:
+        raise ValueError(f"pass kind must be one of {', '.join(PASS_KINDS)}")
+    if kind == "delay":
+        plan = [(i * hop // passes, 1) for i in range(passes)]
+    else:
+        pairs = (passes + 1) // 2
+        plan = [((i // 2) * hop // pairs, -1 if i % 2 else 1) for i in range(passes)]
+    return list(dict.fromkeys(plan))  # a hop too short to divide would repeat a pass
 
 
 def shipped_weights_path() -> Path:
@@ -52,7 +79,9 @@ class EmbeddedSeparator:
 
     ``weights`` is a file written by ``scripts/train_separator.py --export`` (the
     shipped one by default). A model adapted to one episode is the same class
-    with other weights (``state_dict=``).
+    with other weights (``state_dict=``). ``passes`` separations are averaged
+    (:func:`pass_plan`, of ``pass_kind``; ``None``: the kind the weights' recipe
+    names, as a voice profile's adapted weights do, else ``polarity``).
     """
 
     #: How far the rendering above the model's band trusts its estimates
@@ -69,10 +98,13 @@ class EmbeddedSeparator:
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu", batch_size: int = 1,
                  state_dict: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 label: str | None = None, shifts: int = DEFAULT_SHIFTS) -> None:
-        if int(shifts) < 1:
-            raise ValueError("shifts must be at least 1")
-        self.shifts = int(shifts)
+                 label: str | None = None, passes: int = DEFAULT_PASSES, pass_kind: str | None = "polarity") -> None:
+        if int(passes) < 1:
+            raise ValueError("passes must be at least 1")
+        if pass_kind is not None and pass_kind not in PASS_KINDS:
+            raise ValueError(f"pass kind must be one of {', '.join(PASS_KINDS)}")
+        self.passes = int(passes)
+        self.pass_kind = pass_kind
         self.weights = Path(weights).expanduser() if weights else shipped_weights_path()
         self.device = "cpu" if str(device).startswith("mps") else device
         self.batch_size = batch_size
@@ -103,6 +135,9 @@ class EmbeddedSeparator:
                 config = ConvTasNetConfig.from_dict(payload["config"])
                 state_dict = payload["state_dict"]
                 self.recipe = dict(payload.get("recipe") or {})
+                if self.pass_kind is None:  # adapted weights (a voice profile) name the kind their adaptation chose
+                    recorded = self.recipe.get("pass_kind")
+                    self.pass_kind = recorded if recorded in PASS_KINDS else PASS_KINDS[0]
             except Exception as error:  # damaged or foreign file
                 raise ModelError(f"cannot read embedded separator weights {self.weights}: "
                                  f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
@@ -115,6 +150,8 @@ class EmbeddedSeparator:
         except RuntimeError as error:
             raise ModelError(f"embedded separator weights do not fit the network: {self.weights}") from error
         model.eval().to(self.device)
+        if self.pass_kind is None:
+            self.pass_kind = PASS_KINDS[0]
         self._model = model
         self.sample_rate = config.sample_rate
         self.num_sources = config.num_sources
@@ -146,7 +183,7 @@ class EmbeddedSeparator:
         out = np.zeros((self.num_sources, mixture.size), np.float32)
         previous_end = 0
         for number, (start, end) in enumerate(bounds):
-            estimate = self._shifted_estimate(model, mixture[start:end])
+            estimate = self._averaged_passes(model, mixture[start:end])
             if number == 0:
                 out[:, start:end] = estimate
             else:
@@ -158,33 +195,33 @@ class EmbeddedSeparator:
             previous_end = end
         return out
 
-    def _shifted_estimate(self, model: Any, piece: np.ndarray) -> np.ndarray:
-        """The mean of ``shifts`` separations of ``piece``, each delayed by a fraction of the hop.
+    def _averaged_passes(self, model: Any, piece: np.ndarray) -> np.ndarray:
+        """The mean of the separations of ``piece`` in :func:`pass_plan`, each put in the first's order.
 
-        Each delayed copy is its own forward pass, with zeros only in front: a
-        batch would pad the shorter copies at the end, and the network's global
-        normalisation would see the padding. Each estimate is cut back into place
-        and put in the order of the first before averaging (the network's output
-        order is arbitrary and may differ between copies).
+        Each pass is its own forward pass, with zeros only in front: a batch
+        would pad the shorter copies at the end, and the network's global
+        normalisation would see the padding. A negated pass's outputs are negated
+        back; each estimate is cut back into place and put in the order of the
+        first before averaging (the network's output order is arbitrary and may
+        differ between passes).
         """
         import torch
 
-        hop = int(getattr(model, "hop", 1))
-        offsets = sorted({i * hop // self.shifts for i in range(self.shifts)})
+        plan = pass_plan(self.passes, self.pass_kind, int(getattr(model, "hop", 1)))
         piece = np.asarray(piece, np.float32)
         n = piece.size
         first: np.ndarray | None = None
         total = np.zeros((self.num_sources, n))
-        for offset in offsets:
-            delayed = np.concatenate([np.zeros(offset, np.float32), piece])
-            estimate = model(torch.from_numpy(delayed).to(self.device)[None])[0].float().cpu().numpy()
-            estimate = estimate[:, offset:offset + n]
+        for delay, sign in plan:
+            shown = np.concatenate([np.zeros(delay, np.float32), sign * piece])
+            estimate = sign * model(torch.from_numpy(shown).to(self.device)[None])[0].float().cpu().numpy()
+            estimate = estimate[:, delay:delay + n]
             if first is None:
                 first = estimate
             else:
                 estimate = estimate[_stitch_order(first, estimate)]
             total += estimate
-        return (total / len(offsets)).astype(np.float32)
+        return (total / len(plan)).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
         self.load()
@@ -195,7 +232,8 @@ class EmbeddedSeparator:
             "sample_rate": self.sample_rate,
             "num_sources": self.num_sources,
             "device": self.device,
-            "shifts": self.shifts,
+            "passes": self.passes,
+            "pass_kind": self.pass_kind,
         }
         if self.recipe:
             description["recipe"] = self.recipe
