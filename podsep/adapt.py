@@ -342,7 +342,9 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     the model's rate (:func:`collect_solo_speech`); ``pairs`` the speakers who
     overlap. The last :data:`VALIDATION_FRACTION` of each speaker's speech is
     held out: validation mixtures made from it score the incoming and the
-    adapted model (PIT SI-SDR improvement over the mixture), and the adapted one
+    adapted model as each would separate (PIT SI-SDR improvement over the
+    mixture, every pass averaged; the adapted one with the kind of passes that
+    scores higher there, :func:`choose_pass_kind`), and the adapted one
     is used only when it wins by more than ``min_gain_db``.
 
     Optional episode statistics shape the training mixtures like the
@@ -389,7 +391,7 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     try:
         valid_mix, valid_src = validation_mixtures(valid_audio, pairs, rate, seed, shapes)
         model = copy.deepcopy(network).to("cpu").float()
-        before = score_network(model, valid_mix, valid_src)
+        before = score_separation(base, valid_mix, valid_src)  # the incoming model as it separates (its passes)
         trainer = _Trainer(model, trainable, learning_rate, workers)
         n = int(round(crop_seconds * rate))
         try:
@@ -404,7 +406,6 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                     hook("adaptation", None, completed=step + 1, total=int(steps))
         finally:
             trainer.close()
-        after = score_network(model, valid_mix, valid_src) if steps > 0 else before
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -416,61 +417,70 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                                 for s in sorted(train_audio)}}
     if steps <= 0:
         return AdaptationResult(False, "no training step in the budget: kept the incoming model", 0, budget,
-                                before, after, time.perf_counter() - started, separator, tuple(pairs), None, details)
+                                before, before, time.perf_counter() - started, separator, tuple(pairs), None, details)
+    adapted_with = _adapted_factory(base, state, digest)
+    kind, kind_scores = choose_pass_kind(adapted_with, valid_mix, valid_src)
+    after = kind_scores[kind] if kind_scores else score_separation(adapted_with(kind), valid_mix, valid_src)
     if not keeps_adapted(before, after, min_gain_db):
         reason = (f"the adapted model did not beat the incoming one on held-out solo speech "
                   f"({after:.2f} dB against {before:.2f} dB): kept the incoming model")
         return AdaptationResult(False, reason, int(steps), budget, before, after, time.perf_counter() - started,
                                 separator, tuple(pairs), digest, details)
-    adapted = _adapted_separator(base, state, digest, details, int(steps), valid_mix, valid_src)
+    adapted = _adapted_separator(base, adapted_with(kind), digest, details, int(steps), kind, kind_scores)
     reason = f"adapted to {', '.join('-'.join(p) for p in pairs)}: {before:.2f} -> {after:.2f} dB on held-out speech"
     return AdaptationResult(True, reason, int(steps), budget, before, after, time.perf_counter() - started,
                             adapted, tuple(pairs), digest, details)
 
 
-def _adapted_separator(base: Any, state: dict[str, Any], digest: str, details: dict[str, Any], steps: int,
-                       valid_mix: Any, valid_src: Any) -> Any:
-    """An :class:`EmbeddedSeparator` around the adapted weights, named after their hash.
-
-    Its passes are of the kind that separates the episode's held-out speech
-    better (:func:`choose_pass_kind`): a model that has learnt these voices in
-    their recorded polarity may lose on a negated pass.
-    """
+def _adapted_factory(base: Any, state: dict[str, Any], digest: str) -> Callable[[str], Any]:
+    """Builds an :class:`EmbeddedSeparator` around the adapted weights with a given kind of passes."""
     from .models.embedded.separator import EmbeddedSeparator
 
-    def adapted_with(kind: str) -> EmbeddedSeparator:
+    def adapted_with(kind: str) -> Any:
         return EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
                                  passes=getattr(base, "passes", 1), pass_kind=kind, state_dict=state,
                                  config=base.network.config.to_dict(), label=f"adapted:{digest[:16]}").load()
 
-    kind, scores = choose_pass_kind(adapted_with, valid_mix, valid_src)
-    adapted = adapted_with(kind)
+    return adapted_with
+
+
+def _adapted_separator(base: Any, adapted: Any, digest: str, details: dict[str, Any], steps: int, kind: str,
+                       kind_scores: dict[str, float]) -> Any:
+    """The adapted separator, named after its weights' hash, its recipe saying where it came from.
+
+    Its passes are of the kind that separated the episode's held-out speech
+    better (:func:`choose_pass_kind`): a model that has learnt these voices in
+    their recorded polarity may lose on a negated pass.
+    """
     adapted.sha256 = digest
     adapted.recipe = {"adapted_from": {"source": base.describe().get("source"), "sha256": base.sha256},
                       "steps": steps, **{k: v for k, v in details.items() if k != "solo_seconds"},
-                      "pass_kind": kind, "pass_kind_scores_db": scores}
+                      "pass_kind": kind, "pass_kind_scores_db": kind_scores}
     return adapted
 
 
 def choose_pass_kind(make: Callable[[str], Any], mixtures: Any, sources: Any) -> tuple[str, dict[str, float]]:
     """The pass kind whose separations of the validation mixtures score higher (PIT SI-SDR
-    improvement), and both scores; ``polarity`` on a tie or with a single pass."""
-    import torch
-
+    improvement, :func:`score_separation`), and both scores; ``polarity`` on a tie or with a single pass."""
     from .models.embedded.separator import PASS_KINDS
 
     first = make(PASS_KINDS[0])
     if first.passes < 2:
         return PASS_KINDS[0], {}
-    scores = {}
-    for kind in PASS_KINDS:
-        separator = first if kind == PASS_KINDS[0] else make(kind)
-        rate = separator.sample_rate
-        estimates = torch.from_numpy(np.stack(separator.separate_batch(list(mixtures.numpy()), rate)))
-        improvement = pit_si_sdr(estimates, sources) - pit_si_sdr(torch.stack([mixtures, mixtures], 1), sources)
-        scores[kind] = round(float(improvement.mean()), 3)
+    scores = {kind: round(score_separation(first if kind == PASS_KINDS[0] else make(kind), mixtures, sources), 3)
+              for kind in PASS_KINDS}
     best = max(PASS_KINDS, key=lambda kind: (scores[kind], kind == PASS_KINDS[0]))
     return best, scores
+
+
+def score_separation(separator: Any, mixtures: Any, sources: Any) -> float:
+    """Mean PIT SI-SDR improvement (dB) of ``separator`` as it separates in use (all its passes) over
+    the mixtures themselves: the never-worse check compares the models as they would run."""
+    import torch
+
+    estimates = torch.from_numpy(np.stack(separator.separate_batch(list(mixtures.numpy()), separator.sample_rate)))
+    improvement = pit_si_sdr(estimates, sources) - pit_si_sdr(torch.stack([mixtures, mixtures], 1), sources)
+    return float(improvement.mean())
 
 
 def state_digest(state: Mapping[str, Any]) -> str:

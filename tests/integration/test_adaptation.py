@@ -95,6 +95,9 @@ def test_the_adapted_separator_is_a_labelled_embedded_separator(weights: Path, s
     description = adapted.describe()
     assert description["source"] == f"adapted:{result.sha256[:16]}" and description["sha256"] == result.sha256
     assert description["recipe"]["steps"] == 3
+    scores = description["recipe"]["pass_kind_scores_db"]  # both kinds of passes scored on held-out speech
+    assert set(scores) == {"polarity", "delay"} and description["pass_kind"] == max(scores, key=scores.get)
+    assert result.validation_after_db == pytest.approx(max(scores.values()), abs=1e-3)
     window = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     assert adapted(window, 16000).shape == (2, 16000)
     manifest = result.to_manifest()
@@ -107,9 +110,10 @@ def test_never_worse_keeps_the_incoming_model(weights: Path, solo: dict) -> None
     generic = EmbeddedSeparator(weights).load()
     zero = adapt.adapt_separator(generic, solo, [("A", "B")], 0, seed=5, crop_seconds=1.0, batch=2)
     assert not zero.used and zero.separator is generic and "no training step" in zero.reason
-    frozen = adapt.adapt_separator(generic, solo, [("A", "B")], 2, seed=5, crop_seconds=1.0, batch=2,
+    one_pass = EmbeddedSeparator(weights, passes=1).load()  # unchanged weights, no kind of passes to choose
+    frozen = adapt.adapt_separator(one_pass, solo, [("A", "B")], 2, seed=5, crop_seconds=1.0, batch=2,
                                    learning_rate=0.0)
-    assert not frozen.used and frozen.separator is generic
+    assert not frozen.used and frozen.separator is one_pass
     assert frozen.validation_after_db == pytest.approx(frozen.validation_before_db, abs=1e-5)
     assert "did not beat" in frozen.reason
     demanding = adapt.adapt_separator(generic, solo, [("A", "B")], 2, seed=5, crop_seconds=1.0, batch=2,
