@@ -166,6 +166,10 @@ def test_weights_that_name_their_pass_kind_load_with_it(random_weights, tmp_path
     assert EmbeddedSeparator(named, pass_kind=None).load().pass_kind == "delay"
     assert EmbeddedSeparator(random_weights, pass_kind=None).load().pass_kind == "polarity"
     assert EmbeddedSeparator(named).load().pass_kind == "polarity"  # an explicit kind wins
+    payload["recipe"] = {"adapted_from": {"sha256": "0" * 64}, "steps": 3}  # a profile saved before session 14
+    older = tmp_path / "older.pt"
+    torch.save(payload, older)
+    assert EmbeddedSeparator(older, pass_kind=None).load().pass_kind == "delay"  # the kind it was checked with
 
 
 def test_the_cli_separator_flag(shared_dir, random_weights, tmp_path):

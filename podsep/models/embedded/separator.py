@@ -22,10 +22,8 @@ encoder's hop, demucs's "shift trick" at sub-frame scale): 7.42 -> 8.23 dB, one
 pass 7.29. Further passes repeat the pair at sub-hop delays (four: +0.05 dB
 more). A network that has *learnt* its voices in their recorded polarity loses
 on the negated pass instead (on its training voices the same swap cost 1.0 dB:
-9.96 -> 8.95),
-so a model adapted to an episode's voices asks its own held-out speech which
-kind of second pass to use (:func:`choose_pass_kind`, called by
-:mod:`podsep.adapt`).
+9.96 -> 8.95), so a model adapted to an episode's voices asks its own held-out
+speech which kind of second pass to use (:func:`podsep.adapt.choose_pass_kind`).
 """
 
 from __future__ import annotations
@@ -69,6 +67,16 @@ def pass_plan(passes: int, kind: str, hop: int) -> list[tuple[int, int]]:
     return list(dict.fromkeys(plan))  # a hop too short to divide would repeat a pass
 
 
+def recorded_pass_kind(recipe: dict[str, Any]) -> str:
+    """The kind of passes weights were chosen with: what their recipe names (adapted weights saved
+    in a voice profile record their adaptation's choice); ``delay`` for adapted weights saved
+    before session 14, which were checked with it; else ``polarity``."""
+    recorded = recipe.get("pass_kind")
+    if recorded in PASS_KINDS:
+        return recorded
+    return "delay" if "adapted_from" in recipe else PASS_KINDS[0]
+
+
 def shipped_weights_path() -> Path:
     """Where the packaged weights live (whether or not the file is there)."""
     return Path(str(importlib.resources.files("podsep") / "data" / SHIPPED_WEIGHTS))
@@ -80,8 +88,8 @@ class EmbeddedSeparator:
     ``weights`` is a file written by ``scripts/train_separator.py --export`` (the
     shipped one by default). A model adapted to one episode is the same class
     with other weights (``state_dict=``). ``passes`` separations are averaged
-    (:func:`pass_plan`, of ``pass_kind``; ``None``: the kind the weights' recipe
-    names, as a voice profile's adapted weights do, else ``polarity``).
+    (:func:`pass_plan`, of ``pass_kind``; ``None``: :func:`recorded_pass_kind` of
+    the weights' recipe, for a voice profile's adapted weights).
     """
 
     #: How far the rendering above the model's band trusts its estimates
@@ -135,9 +143,8 @@ class EmbeddedSeparator:
                 config = ConvTasNetConfig.from_dict(payload["config"])
                 state_dict = payload["state_dict"]
                 self.recipe = dict(payload.get("recipe") or {})
-                if self.pass_kind is None:  # adapted weights (a voice profile) name the kind their adaptation chose
-                    recorded = self.recipe.get("pass_kind")
-                    self.pass_kind = recorded if recorded in PASS_KINDS else PASS_KINDS[0]
+                if self.pass_kind is None:
+                    self.pass_kind = recorded_pass_kind(self.recipe)
             except Exception as error:  # damaged or foreign file
                 raise ModelError(f"cannot read embedded separator weights {self.weights}: "
                                  f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
