@@ -418,33 +418,30 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     if steps <= 0:
         return AdaptationResult(False, "no training step in the budget: kept the incoming model", 0, budget,
                                 before, before, time.perf_counter() - started, separator, tuple(pairs), None, details)
-    adapted_with = _adapted_factory(base, state, digest)
-    kind, kind_scores = choose_pass_kind(adapted_with, valid_mix, valid_src)
-    after = kind_scores[kind] if kind_scores else score_separation(adapted_with(kind), valid_mix, valid_src)
+    candidate = _adapted_network(base, state, digest)
+    kind, kind_scores = choose_pass_kind(candidate, valid_mix, valid_src)
+    after = kind_scores[kind] if kind_scores else score_separation(candidate, valid_mix, valid_src)
     if not keeps_adapted(before, after, min_gain_db):
         reason = (f"the adapted model did not beat the incoming one on held-out solo speech "
                   f"({after:.2f} dB against {before:.2f} dB): kept the incoming model")
         return AdaptationResult(False, reason, int(steps), budget, before, after, time.perf_counter() - started,
                                 separator, tuple(pairs), digest, details)
-    adapted = _adapted_separator(base, adapted_with(kind), digest, details, int(steps), kind, kind_scores)
+    adapted = _adapted_separator(base, candidate, digest, details, int(steps), kind_scores)
     reason = f"adapted to {', '.join('-'.join(p) for p in pairs)}: {before:.2f} -> {after:.2f} dB on held-out speech"
     return AdaptationResult(True, reason, int(steps), budget, before, after, time.perf_counter() - started,
                             adapted, tuple(pairs), digest, details)
 
 
-def _adapted_factory(base: Any, state: dict[str, Any], digest: str) -> Callable[[str], Any]:
-    """Builds an :class:`EmbeddedSeparator` around the adapted weights with a given kind of passes."""
+def _adapted_network(base: Any, state: dict[str, Any], digest: str) -> Any:
+    """An :class:`EmbeddedSeparator` around the adapted weights, with the incoming one's passes."""
     from .models.embedded.separator import EmbeddedSeparator
 
-    def adapted_with(kind: str) -> Any:
-        return EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
-                                 passes=getattr(base, "passes", 1), pass_kind=kind, state_dict=state,
-                                 config=base.network.config.to_dict(), label=f"adapted:{digest[:16]}").load()
-
-    return adapted_with
+    return EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
+                             passes=getattr(base, "passes", 1), state_dict=state,
+                             config=base.network.config.to_dict(), label=f"adapted:{digest[:16]}").load()
 
 
-def _adapted_separator(base: Any, adapted: Any, digest: str, details: dict[str, Any], steps: int, kind: str,
+def _adapted_separator(base: Any, adapted: Any, digest: str, details: dict[str, Any], steps: int,
                        kind_scores: dict[str, float]) -> Any:
     """The adapted separator, named after its weights' hash, its recipe saying where it came from.
 
@@ -455,22 +452,25 @@ def _adapted_separator(base: Any, adapted: Any, digest: str, details: dict[str, 
     adapted.sha256 = digest
     adapted.recipe = {"adapted_from": {"source": base.describe().get("source"), "sha256": base.sha256},
                       "steps": steps, **{k: v for k, v in details.items() if k != "solo_seconds"},
-                      "pass_kind": kind, "pass_kind_scores_db": kind_scores}
+                      "pass_kind": adapted.pass_kind, "pass_kind_scores_db": kind_scores}
     return adapted
 
 
-def choose_pass_kind(make: Callable[[str], Any], mixtures: Any, sources: Any) -> tuple[str, dict[str, float]]:
-    """The pass kind whose separations of the validation mixtures score higher (PIT SI-SDR
-    improvement, :func:`score_separation`), and both scores; ``polarity`` on a tie or with a single pass."""
+def choose_pass_kind(separator: Any, mixtures: Any, sources: Any) -> tuple[str, dict[str, float]]:
+    """Give ``separator`` the kind of passes whose separations of the validation mixtures score
+    higher (PIT SI-SDR improvement, :func:`score_separation`); return it and both scores.
+    ``polarity`` on a tie or with a single pass (nothing to choose, no scores)."""
     from .models.embedded.separator import PASS_KINDS
 
-    first = make(PASS_KINDS[0])
-    if first.passes < 2:
-        return PASS_KINDS[0], {}
-    scores = {kind: round(score_separation(first if kind == PASS_KINDS[0] else make(kind), mixtures, sources), 3)
-              for kind in PASS_KINDS}
-    best = max(PASS_KINDS, key=lambda kind: (scores[kind], kind == PASS_KINDS[0]))
-    return best, scores
+    if separator.passes < 2:
+        separator.pass_kind = PASS_KINDS[0]
+        return separator.pass_kind, {}
+    scores = {}
+    for kind in PASS_KINDS:
+        separator.pass_kind = kind
+        scores[kind] = round(score_separation(separator, mixtures, sources), 3)
+    separator.pass_kind = max(PASS_KINDS, key=lambda kind: (scores[kind], kind == PASS_KINDS[0]))
+    return separator.pass_kind, scores
 
 
 def score_separation(separator: Any, mixtures: Any, sources: Any) -> float:

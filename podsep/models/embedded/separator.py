@@ -143,8 +143,6 @@ class EmbeddedSeparator:
                 config = ConvTasNetConfig.from_dict(payload["config"])
                 state_dict = payload["state_dict"]
                 self.recipe = dict(payload.get("recipe") or {})
-                if self.pass_kind is None:
-                    self.pass_kind = recorded_pass_kind(self.recipe)
             except Exception as error:  # damaged or foreign file
                 raise ModelError(f"cannot read embedded separator weights {self.weights}: "
                                  f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
@@ -157,8 +155,8 @@ class EmbeddedSeparator:
         except RuntimeError as error:
             raise ModelError(f"embedded separator weights do not fit the network: {self.weights}") from error
         model.eval().to(self.device)
-        if self.pass_kind is None:
-            self.pass_kind = PASS_KINDS[0]
+        if self.pass_kind is None:  # a file's recipe (in-memory weights have none: polarity)
+            self.pass_kind = recorded_pass_kind(self.recipe)
         self._model = model
         self.sample_rate = config.sample_rate
         self.num_sources = config.num_sources
