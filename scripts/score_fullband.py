@@ -64,7 +64,9 @@ replaced (``podsep.reconstruct.VoiceSpectrum``).
 
 Without ``--weights`` the shipped ``podsep/data/separator.pt`` is used. The
 separator is used as given (``separation.adapt: off`` where podsep has that
-setting), so that only the rendering differs between the columns.
+setting), so that only the rendering differs between the columns; ``--adapt``
+runs it as podsep's defaults do, adapted to each conversation's voices where
+their solo speech allows (once per conversation, shared by every rendering).
 Nothing here is tuned: the test-other and ``fullband/`` material is for
 evaluation only.
 """
@@ -431,10 +433,37 @@ def seams(case: Case, result: Any, band_hz: float | None) -> list[dict[str, floa
 # runs
 
 
+#: ``--adapt``: run the embedded separator as podsep does by default, adapted to each conversation's
+#: voices where its solo speech allows, instead of as given.
+ADAPT = False
+
+
+def adapt_once_per_conversation() -> None:
+    """Adapt the separator once per conversation, not once per rendering: every rendering of a
+    conversation then shares the same adapted model (as a user's one run would have), and the table
+    costs one adaptation per conversation."""
+    import podsep.pipeline
+
+    learn = podsep.pipeline.learn_episode_voices
+    adapted: dict[tuple[int, str], tuple[Any, dict[str, Any]]] = {}
+
+    def learn_once(separator: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
+        key = (id(separator), args[-1])  # the separator given, the recording's fingerprint
+        if key not in adapted:
+            adapted[key] = learn(separator, *args)
+        model, entry = adapted[key]
+        return model, dict(entry)
+
+    podsep.pipeline.learn_episode_voices = learn_once
+
+
 def fixed_model() -> dict[str, Any]:
-    """Overrides that keep the separator as given (no per-episode adaptation, where podsep has it)."""
+    """Overrides that keep the separator as given (no per-episode adaptation, where podsep has it),
+    unless ``--adapt`` asks for podsep's default."""
     from podsep.config import load_settings
 
+    if ADAPT:
+        return {}
     return {"separation.adapt": "off"} if hasattr(load_settings().separation, "adapt") else {}
 
 
@@ -722,7 +751,14 @@ def main() -> None:
     parser.add_argument("--dev-unseen", action="store_true",
                         help="the development set of voices the separator never trained on instead "
                              "(meeting-sim's dry sources and AMI solo speech; 8 conversations by default)")
+    parser.add_argument("--adapt", action="store_true",
+                        help="run the embedded separator as podsep's defaults do, adapted to each conversation's "
+                             "voices where their solo speech allows (default: as given, separation.adapt off)")
     args = parser.parse_args()
+    global ADAPT
+    ADAPT = args.adapt
+    if ADAPT:
+        adapt_once_per_conversation()
     import torch
 
     torch.set_num_threads(args.threads)
@@ -734,7 +770,7 @@ def main() -> None:
     except ModelError as error:
         raise SystemExit(f"{error}\n(export a checkpoint with scripts/train_separator.py --export PATH and pass "
                          f"--weights PATH)")
-    report: dict[str, Any] = {"command": " ".join(sys.argv), "separator": {
+    report: dict[str, Any] = {"command": " ".join(sys.argv), "adapt": ADAPT, "separator": {
         "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe}}
     print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
           f"{separator.recipe.get('steps')} steps)")
