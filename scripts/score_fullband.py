@@ -445,13 +445,13 @@ def adapt_once_per_conversation() -> None:
     import podsep.pipeline
 
     learn = podsep.pipeline.learn_episode_voices
-    adapted: dict[tuple[int, str], tuple[Any, dict[str, Any]]] = {}
+    adapted: dict[tuple[int, str], tuple[Any, Any, dict[str, Any]]] = {}
 
     def learn_once(separator: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
         key = (id(separator), args[-1])  # the separator given, the recording's fingerprint
-        if key not in adapted:
-            adapted[key] = learn(separator, *args)
-        model, entry = adapted[key]
+        if key not in adapted:  # the given separator is kept too, so that its id is never reused
+            adapted[key] = (separator, *learn(separator, *args))
+        _, model, entry = adapted[key]
         return model, dict(entry)
 
     podsep.pipeline.learn_episode_voices = learn_once
@@ -500,7 +500,8 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
             for speaker, reference in case.references.items():
                 track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
                 row = band_metrics(reference, track, case.rate, band_hz, mask, eight_k=eight_k)
-                row.update(case=case.name, speaker=speaker)
+                row.update(case=case.name, speaker=speaker,
+                           adapted=bool(result.manifest.get("adaptation", {}).get("used")))
                 if certainty:
                     row["case_certainty"] = float(np.mean(certainty))
                 rows[rendering].append(row)
@@ -629,7 +630,8 @@ def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> l
               f"{v['dup_plus_3']:.1f} [{'met' if v['vs_duplicate_met'] else 'NOT met'}, {v['vs_duplicate_voices']}/"
               f"{v['voices']} voices] and vs low-3 {v['low_minus_3']:.1f} "
               f"[{'met' if v['vs_low_met'] else 'NOT met'}, {v['vs_low_voices']}/{v['voices']} voices]; "
-              f"mean window certainty {v['certainty']:.2f}")
+              f"mean window certainty {v['certainty']:.2f}"
+              + (f"; adapted for {v['adapted_voices']}/{v['voices']} voices" if ADAPT else ""))
     return verdicts
 
 
@@ -648,7 +650,8 @@ def verdict(label: str, rows: dict[str, list[dict]], eight_k: bool) -> dict[str,
             "energy_met": energy_band == voices and (energy_8k is None or energy_8k == voices),
             "si_band": si_band, "dup_plus_3": dup + 3, "low_minus_3": low - 3,
             "vs_duplicate_met": si_band >= dup + 3, "vs_duplicate_voices": vs_dup,
-            "vs_low_met": si_band >= low - 3, "vs_low_voices": vs_low}
+            "vs_low_met": si_band >= low - 3, "vs_low_voices": vs_low,
+            "adapted_voices": sum(bool(x.get("adapted")) for x in rebuilt)}
 
 
 def print_room_table(sets: list[tuple[str, dict]]) -> list[dict]:
