@@ -10,8 +10,6 @@ constants), so they catch a broken or badly retrained model, not noise.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +18,8 @@ import soundfile as sf
 import torch
 
 from podsep.models.embedded.overlap import OverlapDetector, default_weights_path, load_overlap_detector
+from script_loader import load_script
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Measured with the packaged weights at their threshold (scripts/score_overlap_detector.py):
 # AMI dev+test pooled precision 0.780, recall 0.605.  The floors leave margin below that.
@@ -34,13 +32,7 @@ SYNTH_MAX_OUTSIDE_SECONDS = 1.0
 
 def _scoring_module():
     """Import scripts/score_overlap_detector.py so the tests score exactly like the script."""
-    path = REPO_ROOT / "scripts" / "score_overlap_detector.py"
-    spec = importlib.util.spec_from_file_location("score_overlap_detector", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("score_overlap_detector", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("score_overlap_detector")
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,14 @@ adaptations per conversation).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 import podsep.pipeline
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from script_loader import load_script
 
 
 def _scorer():
-    spec = importlib.util.spec_from_file_location("score_fullband_under_test", REPO_ROOT / "scripts" / "score_fullband.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("score_fullband")
 
 
 def test_adaptation_runs_once_per_separator_and_recording(monkeypatch: pytest.MonkeyPatch) -> None:

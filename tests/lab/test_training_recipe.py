@@ -9,7 +9,6 @@ included and named in the recipe, and that a missing final snapshot is refused.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,16 +19,13 @@ import pytest
 import torch
 
 from podsep.models.embedded.convtasnet import ConvTasNet, ConvTasNetConfig
+from script_loader import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _recipe_module():
-    spec = importlib.util.spec_from_file_location("train_separator", REPO_ROOT / "scripts" / "train_separator.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_separator", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_separator")
 
 
 TINY = ConvTasNetConfig(filters=8, kernel=16, bottleneck=8, hidden=8, blocks=1, repeats=1)
@@ -164,9 +160,7 @@ def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypat
 
 def test_adaptation_development_pairs_use_training_voices_only(shared_dir):
     """``tune_adaptation.py`` chooses adaptation's recipe: its voices must never be held-out ones."""
-    spec = importlib.util.spec_from_file_location("tune_adaptation", REPO_ROOT / "scripts" / "tune_adaptation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("tune_adaptation")
     pairs = module.development_pairs(12)
     speakers = [speaker for pair in pairs for speaker in pair]
     assert len(pairs) == 12 and pairs[:4] == module.DEV_PAIRS
@@ -252,10 +246,7 @@ def test_the_wide_speed_range_draws_from_its_own_factors():
 
 
 def _fetch_module():
-    spec = importlib.util.spec_from_file_location("fetch_debian_voices", REPO_ROOT / "scripts" / "fetch_debian_voices.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("fetch_debian_voices")
 
 
 def test_extra_voices_are_speakers_of_their_own_and_named_in_the_recipe(tmp_path):
