@@ -19,9 +19,7 @@ import pytest
 import torch
 
 from podsep.models.embedded.convtasnet import ConvTasNet, ConvTasNetConfig
-from script_loader import load_script
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from script_loader import SCRIPTS, load_script
 
 
 def _recipe_module():
@@ -146,7 +144,7 @@ def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypat
     run_dir = tmp_path / "run"
     tiny = '{"filters": 8, "kernel": 16, "bottleneck": 8, "hidden": 8, "blocks": 1, "repeats": 1}'
     done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "train_separator.py"), "--run-dir", str(run_dir),
+        [sys.executable, str(SCRIPTS / "train_separator.py"), "--run-dir", str(run_dir),
          "--data", str(tmp_path / "packed"), "--config", tiny, "--batch", "1", "--warmup", "200",
          "--steps-for-minutes", "0.02", "--checkpoint-every", "999", "--workers", "1"],
         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -214,7 +212,7 @@ def test_a_run_can_start_from_shipped_weights(tmp_path):
     run_dir.mkdir()
     (run_dir / "log.json").write_text('[{"step": 100, "minutes": 100.0, "val_si_sdri": 1.0}]')
     done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "train_separator.py"), "--run-dir", str(run_dir),
+        [sys.executable, str(SCRIPTS / "train_separator.py"), "--run-dir", str(run_dir),
          "--data", str(packed), "--init-from", str(shipped), "--batch", "1", "--warmup", "2",
          "--schedule-start", "100", "--total-steps", "104", "--lr", "1e-4", "--checkpoint-every", "999"],
         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
