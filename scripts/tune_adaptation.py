@@ -11,6 +11,14 @@ from ``scripts/score_adaptation.py`` on held-out test-other voices.
     OMP_NUM_THREADS=1 python scripts/tune_adaptation.py --weights /tmp/sep_dev.pt \
         --configs all:5e-4 late:5e-4 all:1e-3 --budgets 30 60 --json runs/tune_adaptation.json
 
+``--speech-set unseen`` pairs voices the generic model never trained on instead
+(``train_separator.unseen_corpus``: meeting-sim's dry test-clean sources and AMI
+solo speech, another recording chain, neither training nor evaluation data), so
+that the never-worse check can be judged where adaptation has something to learn:
+each voice's pieces joined, the last 5 s its test part. There the generic and the
+adapted models are also scored as podsep runs them (every pass averaged:
+``generic_test_passes``, ``adapted_test_passes``).
+
 ``--voices`` instead measures the voice-matching threshold of :mod:`podsep.voices`:
 cosine similarity of the embedded diarizer's GE2E embeddings between two clips
 of one speaker (the two halves of a train-clean-100 utterance; the two
@@ -66,6 +74,46 @@ def development_pairs(count: int, seed: int = 5) -> list[tuple[str, str]]:
     return pairs + extra[:count - len(DEV_PAIRS)]
 
 
+#: ``--speech-set unseen`` uses voices with at least this much solo speech (6 s to adapt on, the
+#: shortest podsep adapts with, plus the test part).
+MIN_UNSEEN_SECONDS = 11.0
+
+
+def unseen_voices(rate: int) -> dict[str, np.ndarray]:
+    """Each development voice never trained on (with enough speech) as one signal at ``rate``."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from train_separator import unseen_corpus
+
+    joined: dict[str, list[np.ndarray]] = {}
+    for voice, audio in unseen_corpus(rate):
+        joined.setdefault(voice, []).append(audio)
+    voices = {voice: np.concatenate(pieces) for voice, pieces in joined.items()}
+    return {voice: audio for voice, audio in sorted(voices.items()) if audio.size >= MIN_UNSEEN_SECONDS * rate}
+
+
+def unseen_pairs(voices: dict[str, np.ndarray], count: int, seed: int = 5) -> list[tuple[str, str]]:
+    """``count`` seeded pairs of distinct unseen voices, each voice in as few pairs as the count allows."""
+    rng = np.random.default_rng(seed)
+    names = sorted(voices)
+    if count > len(names) * (len(names) - 1) // 2:
+        raise SystemExit(f"only {len(names)} unseen voices are long enough: at most "
+                         f"{len(names) * (len(names) - 1) // 2} pairs")
+    pairs: list[tuple[str, str]] = []
+    while len(pairs) < count:
+        order = [names[i] for i in rng.permutation(len(names))]
+        for a, b in zip(order[0::2], order[1::2]):
+            if (a, b) not in pairs and (b, a) not in pairs:
+                pairs.append((a, b))
+    return pairs[:count]
+
+
+def split_voice(audio: np.ndarray, rate: int, solo_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(adaptation part, test part): the last ``TEST_SECONDS`` are the test part."""
+    cut = audio.size - int(TEST_SECONDS * rate)
+    adaptation = audio[:cut] if solo_seconds is None else audio[:min(cut, int(solo_seconds * rate))]
+    return adaptation, audio[cut:]
+
+
 def shared() -> Path:
     return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
 
@@ -75,10 +123,7 @@ def load_speaker(speaker: str, rate: int, solo_seconds: float | None = None) -> 
     adaptation part cut to its first ``solo_seconds`` when given (an episode with little solo speech)."""
     path = sorted((shared() / "data" / "librispeech" / "train-clean-100").glob(f"{speaker}-*.flac"))[0]
     audio, file_rate = sf.read(str(path), dtype="float32")
-    audio = resample(audio, file_rate, rate)
-    cut = audio.size - int(TEST_SECONDS * rate)
-    adaptation = audio[:cut] if solo_seconds is None else audio[:min(cut, int(solo_seconds * rate))]
-    return adaptation, audio[cut:]
+    return split_voice(resample(audio, file_rate, rate), rate, solo_seconds)
 
 
 def voices() -> None:
@@ -139,6 +184,8 @@ def main() -> None:
     parser.add_argument("--crop", type=float, default=adapt.CROP_SECONDS)
     parser.add_argument("--solo-seconds", type=float, nargs="+", default=[None],
                         help="cut each voice's adaptation speech to this many seconds (several: one run each)")
+    parser.add_argument("--speech-set", choices=["train-clean-100", "unseen"], default="train-clean-100",
+                        help="development pairs: training voices, or voices never trained on")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--voices", action="store_true", help="measure the voice-matching threshold instead")
     args = parser.parse_args()
@@ -150,13 +197,20 @@ def main() -> None:
     separator = EmbeddedSeparator(args.weights).load()
     rate = separator.sample_rate
     rows = []
-    for (a, b), solo_seconds in itertools.product(development_pairs(args.first_pair + args.pairs)[args.first_pair:],
-                                                  args.solo_seconds):
-        train_a, test_a = load_speaker(a, rate, solo_seconds)
-        train_b, test_b = load_speaker(b, rate, solo_seconds)
+    unseen = args.speech_set == "unseen"
+    voices = unseen_voices(rate) if unseen else {}
+    pairs = unseen_pairs(voices, args.first_pair + args.pairs) if unseen else development_pairs(
+        args.first_pair + args.pairs)
+    for (a, b), solo_seconds in itertools.product(pairs[args.first_pair:], args.solo_seconds):
+        if unseen:
+            (train_a, test_a), (train_b, test_b) = (split_voice(voices[v], rate, solo_seconds) for v in (a, b))
+        else:
+            train_a, test_a = load_speaker(a, rate, solo_seconds)
+            train_b, test_b = load_speaker(b, rate, solo_seconds)
         test_mix, test_src = adapt.validation_mixtures({a: test_a, b: test_b}, [(a, b)], rate, seed=99,
                                                        count=16, seconds=3.0)
         generic = adapt.score_network(separator.network, test_mix, test_src)
+        generic_passes = adapt.score_separation(separator, test_mix, test_src) if unseen else None
         for config in args.configs:
             trainable, lr = config.split(":")
             for budget in args.budgets:
@@ -177,6 +231,11 @@ def main() -> None:
                        "valid_before": round(result.validation_before_db, 2),
                        "valid_after": round(result.validation_after_db, 2),
                        "kept_by_check": bool(kept), "gain_if_checked": round(test - generic, 2) if kept else 0.0}
+                if unseen:  # as podsep separates: every pass, the adapted model with the pass kind it chose
+                    adapted_passes = adapt.score_separation(result.separator, test_mix, test_src)
+                    row.update({"generic_test_passes": round(generic_passes, 2),
+                                "adapted_test_passes": round(adapted_passes, 2),
+                                "gain_test_passes": round(adapted_passes - generic_passes, 2)})
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print("\nmean gain on test mixtures (dB), by solo speech, config and budget:")

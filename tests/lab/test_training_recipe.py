@@ -169,6 +169,20 @@ def test_adaptation_development_pairs_use_training_voices_only(shared_dir):
     assert module.development_pairs(12) == pairs  # seeded: the same pairs every time
 
 
+
+def test_adaptation_unseen_pairs_are_seeded_pairs_of_distinct_voices():
+    """``tune_adaptation.py --speech-set unseen`` judges the never-worse check on new voices: each
+    pair two different voices, no pair twice, the same pairs every run, every voice long enough."""
+    module = load_script("tune_adaptation")
+    rate = 8000
+    voices = {f"v{i}": np.zeros(int((module.MIN_UNSEEN_SECONDS + i) * rate), np.float32) for i in range(5)}
+    pairs = module.unseen_pairs(voices, 6)
+    assert len(pairs) == 6 and all(a != b for a, b in pairs)
+    assert len({frozenset(pair) for pair in pairs}) == 6
+    assert module.unseen_pairs(voices, 6) == pairs
+    adaptation, test = module.split_voice(voices["v3"], rate, solo_seconds=6.0)
+    assert test.size == int(module.TEST_SECONDS * rate) and adaptation.size == 6 * rate
+
 def test_solo_pieces_keep_only_what_one_speaker_says_alone():
     recipe = _recipe_module()
     turns = [(0.0, 5.0, "A"), (2.0, 2.5, "B"), (4.5, 8.0, "B"), (6.0, 6.4, "C")]
