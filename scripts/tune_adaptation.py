@@ -198,12 +198,12 @@ def main() -> None:
     rate = separator.sample_rate
     rows = []
     unseen = args.speech_set == "unseen"
-    voices = unseen_voices(rate) if unseen else {}
-    pairs = unseen_pairs(voices, args.first_pair + args.pairs) if unseen else development_pairs(
+    unseen_audio = unseen_voices(rate) if unseen else {}
+    pairs = unseen_pairs(unseen_audio, args.first_pair + args.pairs) if unseen else development_pairs(
         args.first_pair + args.pairs)
     for (a, b), solo_seconds in itertools.product(pairs[args.first_pair:], args.solo_seconds):
         if unseen:
-            (train_a, test_a), (train_b, test_b) = (split_voice(voices[v], rate, solo_seconds) for v in (a, b))
+            (train_a, test_a), (train_b, test_b) = (split_voice(unseen_audio[v], rate, solo_seconds) for v in (a, b))
         else:
             train_a, test_a = load_speaker(a, rate, solo_seconds)
             train_b, test_b = load_speaker(b, rate, solo_seconds)
