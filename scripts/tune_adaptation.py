@@ -41,6 +41,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # train_separator's corpora (--speech-set unseen)
 
 from podsep import adapt  # noqa: E402
 from podsep.audio import resample  # noqa: E402
@@ -81,7 +82,6 @@ MIN_UNSEEN_SECONDS = 11.0
 
 def unseen_voices(rate: int) -> dict[str, np.ndarray]:
     """Each development voice never trained on (with enough speech) as one signal at ``rate``."""
-    sys.path.insert(0, str(ROOT / "scripts"))
     from train_separator import unseen_corpus
 
     joined: dict[str, list[np.ndarray]] = {}

@@ -172,7 +172,8 @@ def test_adaptation_development_pairs_use_training_voices_only(shared_dir):
 
 def test_adaptation_unseen_pairs_are_seeded_pairs_of_distinct_voices():
     """``tune_adaptation.py --speech-set unseen`` judges the never-worse check on new voices: each
-    pair two different voices, no pair twice, the same pairs every run, every voice long enough."""
+    pair two different voices, no pair twice, the same pairs every run; each voice's test part is
+    its last ``TEST_SECONDS`` and its adaptation part the first ``solo_seconds``."""
     module = load_script("tune_adaptation")
     rate = 8000
     voices = {f"v{i}": np.zeros(int((module.MIN_UNSEEN_SECONDS + i) * rate), np.float32) for i in range(5)}
