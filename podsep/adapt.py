@@ -107,9 +107,16 @@ MIN_OVERLAP_S = 2.0
 MAX_SOLO_S = 180.0
 MIN_RUN_S = 0.5
 VALIDATION_FRACTION = 0.2
+#: How the validation part is taken from each speaker's solo speech: ``"end"``, the last
+#: VALIDATION_FRACTION of it (later in the recording); or ``"interleaved"``, every
+#: ``1 / VALIDATION_FRACTION``-th block of VALIDATION_BLOCK_SECONDS, so that it samples the
+#: whole episode (its sentences, levels and moods) as the overlaps do. See HOLDOUT below.
+HOLDOUTS = ("end", "interleaved")
+VALIDATION_BLOCK_SECONDS = 1.0
 VALIDATION_SECONDS = 4.0
 VALIDATION_MIXTURES = 24  # in all, shared between the pairs
 MIN_GAIN_DB = 0.0  # the adapted model is kept only when it beats the generic one by more than this
+HOLDOUT = "end"  # which part of the solo speech validates (see HOLDOUTS)
 
 #: Which parameters learn: all of them, the last repeat of the TCN with the mask layer ("late"),
 #: or the mask layer alone. Backward passes stop at the first trainable layer, so "late" and
@@ -334,14 +341,15 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                     trainable: str = "all", learning_rate: float = LEARNING_RATE, batch: int = BATCH,
                     crop_seconds: float = CROP_SECONDS, overlap_seconds: Mapping[tuple[str, str], Sequence[float]]
                     | None = None, level_db: Mapping[tuple[str, str], float] | None = None,
-                    budget_s: float | None = None, min_gain_db: float = MIN_GAIN_DB) -> AdaptationResult:
+                    budget_s: float | None = None, min_gain_db: float = MIN_GAIN_DB,
+                    holdout: str = HOLDOUT) -> AdaptationResult:
     """Fine-tune a copy of ``separator``'s network on this recording's voices; keep it only if it is better.
 
     ``separator`` is an :class:`~podsep.models.embedded.separator.EmbeddedSeparator`
     (the generic one, or a voice profile's); ``solo`` its speakers' solo speech at
     the model's rate (:func:`collect_solo_speech`); ``pairs`` the speakers who
-    overlap. The last :data:`VALIDATION_FRACTION` of each speaker's speech is
-    held out: validation mixtures made from it score the incoming and the
+    overlap. :data:`VALIDATION_FRACTION` of each speaker's speech is held out
+    (:func:`hold_out`): validation mixtures made from it score the incoming and the
     adapted model as each would separate (PIT SI-SDR improvement over the
     mixture, every pass averaged; the adapted one with the kind of passes that
     scores higher there, :func:`choose_pass_kind`), and the adapted one
@@ -371,12 +379,13 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     budget = float(budget_s) if budget_s is not None else steps * SECONDS_PER_STEP + FIXED_COST_S
     if trainable not in TRAINABLE:
         raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}")
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"holdout must be one of {', '.join(HOLDOUTS)}")
 
     train_audio, valid_audio = {}, {}
     for speaker in {s for p in pairs for s in p}:
         audio = np.asarray(solo.get(speaker, np.zeros(0, np.float32)), dtype=np.float32)
-        cut = int(round(audio.size * (1.0 - VALIDATION_FRACTION)))
-        train_audio[speaker], valid_audio[speaker] = audio[:cut], audio[cut:]
+        train_audio[speaker], valid_audio[speaker] = hold_out(audio, rate, holdout)
     missing = sorted(s for s in train_audio if train_audio[s].size < int(crop_seconds * rate) // 2
                      or valid_audio[s].size < rate)
     if not pairs or missing:
@@ -413,6 +422,7 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     digest = state_digest(state)
     details = {"seed": int(seed), "workers": workers, "trainable": trainable, "learning_rate": learning_rate,
                "batch": batch, "crop_seconds": crop_seconds, "validation_mixtures": int(valid_mix.shape[0]),
+               "validation_holdout": holdout,
                "solo_seconds": {s: round((train_audio[s].size + valid_audio[s].size) / rate, 2)
                                 for s in sorted(train_audio)}}
     if steps <= 0:
@@ -430,6 +440,30 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     reason = f"adapted to {', '.join('-'.join(p) for p in pairs)}: {before:.2f} -> {after:.2f} dB on held-out speech"
     return AdaptationResult(True, reason, int(steps), budget, before, after, time.perf_counter() - started,
                             adapted, tuple(pairs), digest, details)
+
+
+def hold_out(audio: np.ndarray, rate: int, holdout: str = "end") -> tuple[np.ndarray, np.ndarray]:
+    """(training part, validation part) of one speaker's solo speech, VALIDATION_FRACTION held out.
+
+    ``"end"`` holds out the last fifth. ``"interleaved"`` holds out every fifth block of
+    VALIDATION_BLOCK_SECONDS (the blocks between go to training), so that validation
+    sees the whole episode rather than its last minutes; the joins are faded like
+    :func:`collect_solo_speech`'s, so no click marks a cut.
+    """
+    if holdout == "end" or audio.size == 0:
+        cut = int(round(audio.size * (1.0 - VALIDATION_FRACTION)))
+        return audio[:cut], audio[cut:]
+    block = max(1, int(round(VALIDATION_BLOCK_SECONDS * rate)))
+    every = int(round(1.0 / VALIDATION_FRACTION))
+    pieces = [audio[i:i + block] for i in range(0, audio.size, block)]
+    valid = [piece for k, piece in enumerate(pieces) if k % every == every - 1]
+    train = [piece for k, piece in enumerate(pieces) if k % every != every - 1]
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([_faded(p.copy(), rate) for p in parts]).astype(np.float32) if parts else \
+            np.zeros(0, np.float32)
+
+    return joined(train), joined(valid)
 
 
 def _adapted_network(base: Any, state: dict[str, Any], digest: str) -> Any:

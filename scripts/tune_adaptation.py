@@ -186,6 +186,9 @@ def main() -> None:
                         help="cut each voice's adaptation speech to this many seconds (several: one run each)")
     parser.add_argument("--speech-set", choices=["train-clean-100", "unseen"], default="train-clean-100",
                         help="development pairs: training voices, or voices never trained on")
+    parser.add_argument("--holdouts", nargs="+", choices=adapt.HOLDOUTS, default=[adapt.HOLDOUT],
+                        help="which part of each voice's adaptation speech validates (several: one run each, "
+                             "on the same test mixtures)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--voices", action="store_true", help="measure the voice-matching threshold instead")
     args = parser.parse_args()
@@ -213,18 +216,18 @@ def main() -> None:
         generic_passes = adapt.score_separation(separator, test_mix, test_src) if unseen else None
         for config in args.configs:
             trainable, lr = config.split(":")
-            for budget in args.budgets:
+            for budget, holdout in itertools.product(args.budgets, args.holdouts):
                 steps = adapt.steps_for_budget(budget, cost[trainable])
                 started = time.perf_counter()
                 result = adapt.adapt_separator(separator, {a: train_a, b: train_b}, [(a, b)], steps, seed=1,
                                                trainable=trainable, learning_rate=float(lr),
-                                               crop_seconds=args.crop, min_gain_db=-99.0)
+                                               crop_seconds=args.crop, min_gain_db=-99.0, holdout=holdout)
                 seconds = time.perf_counter() - started
                 network = result.separator.network
                 test = adapt.score_network(network, test_mix, test_src)
                 kept = adapt.keeps_adapted(result.validation_before_db, result.validation_after_db)
                 row = {"pair": f"{a}-{b}", "solo_s": solo_seconds, "trainable": trainable, "lr": float(lr),
-                       "budget_s": budget,
+                       "budget_s": budget, "holdout": holdout,
                        "steps": steps, "seconds": round(seconds, 1), "s_per_step": round(seconds / max(1, steps), 3),
                        "generic_test": round(generic, 2), "adapted_test": round(test, 2),
                        "gain_test": round(test - generic, 2),
@@ -239,12 +242,16 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print("\nmean gain on test mixtures (dB), by solo speech, config and budget:")
-    for solo_seconds, config, budget in itertools.product(args.solo_seconds, args.configs, args.budgets):
+    for solo_seconds, config, budget, holdout in itertools.product(args.solo_seconds, args.configs, args.budgets,
+                                                                   args.holdouts):
         trainable, lr = config.split(":")
         chosen = [r for r in rows if r["trainable"] == trainable and r["lr"] == float(lr) and r["budget_s"] == budget
-                  and r["solo_s"] == solo_seconds]
+                  and r["solo_s"] == solo_seconds and r["holdout"] == holdout]
         solo = "all" if solo_seconds is None else f"{solo_seconds:g} s"
-        print(f"  solo {solo:<6} {trainable:<5} lr {lr:<6} budget {budget:>5.0f} s: gain "
+        gains = "gain_test_passes" if unseen else "gain_test"
+        checked = [r[gains] if r["kept_by_check"] else 0.0 for r in chosen]
+        print(f"  solo {solo:<6} {trainable:<5} lr {lr:<6} budget {budget:>5.0f} s, validation {holdout:<11}: "
+              f"as podsep separates, with the check {np.mean(checked):+.2f} dB, worst pair {min(checked):+.2f}; gain "
               f"{np.mean([r['gain_test'] for r in chosen]):+.2f} dB (validation "
               f"{np.mean([r['valid_after'] - r['valid_before'] for r in chosen]):+.2f}; with the never-worse check "
               f"{np.mean([r['gain_if_checked'] for r in chosen]):+.2f}, worst pair "
