@@ -132,8 +132,12 @@ def check_memory(plan: MemoryPlan, workers: int, longest_seconds: float | None) 
 def _quiet_interrupts(unraisable: Any) -> None:
     """Python cannot raise an exception from inside some callbacks (importlib's module locks, weakref
     finalisers) and prints it as "Exception ignored ... Traceback" instead. A worker's stop signal can land
-    there; the driver already handles a stopped worker, so that one is not printed. Anything else is."""
+    there; then it is not printed but sent again, so that it stops the worker at the next ordinary line
+    (swallowed, the worker would split on until the driver kills it, and its record would say "running").
+    Anything else is printed."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        with contextlib.suppress(OSError):
+            os.kill(os.getpid(), signal.SIGTERM)
         return
     sys.__unraisablehook__(unraisable)
 

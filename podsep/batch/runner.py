@@ -194,6 +194,7 @@ def run_batch(episodes: Sequence[Episode], settings: Settings, options: BatchOpt
         finally:
             for job in sink.in_flight.values():  # the engine has stopped its workers: nobody writes these now
                 state.clean_staging(job.episode)
+                state.release_unfinished(job.episode)
             planned = {job.index for job in jobs}
             ordered = [rows.get(i) or Row(e, "pending", "the batch stopped before it was split" if i in planned
                                           else None) for i, e in enumerate(episodes)]

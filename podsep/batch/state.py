@@ -61,7 +61,8 @@ def read_record(path: Path) -> dict[str, Any] | None:
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Replace the record at ``path`` in one rename (a reader never sees half a record)."""
     first = {key: record[key] for key in ("status", "episode", "error") if key in record}
-    record = dict(first, **{k: v for k, v in record.items() if k not in first}, format=RECORD_FORMAT, updated_at=now())
+    rest = {k: v for k, v in record.items() if k not in first and k not in ("format", "updated_at")}  # re-written
+    record = dict(first, **rest, format=RECORD_FORMAT, updated_at=now())
     text = json.dumps(record, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
     def write(temporary: Path) -> None:
         with open(temporary, "w", encoding="utf-8") as stream:
@@ -311,6 +312,22 @@ def clean_staging(episode: Episode) -> None:
         if rest.startswith(("partial-", "old-")) and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
 
+
+
+def release_unfinished(episode: Episode) -> None:
+    """Put an episode whose worker was killed mid-run back to ``pending`` (its record still says ``running``).
+
+    A stopped worker normally rewrites its own record; one killed (after the stop's
+    grace period, or by Ray) cannot. Called by the driver once no worker is writing
+    this episode, so that the record says what a rerun will do with it.
+    """
+    record = read_record(episode.record_path)
+    if record is None or record.get("status") != RUNNING:
+        return
+    try:
+        write_record(episode.record_path, dict(record, status=PENDING, error="interrupted (its worker was stopped)"))
+    except OutputError:
+        pass  # the output folder went away or is read-only: the report still says pending
 
 # -- one batch at a time per output folder -------------------------------------------------------
 

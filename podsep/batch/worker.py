@@ -11,12 +11,15 @@ except an interruption.
 
 from __future__ import annotations
 
+import json
+import os
 import resource
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -119,14 +122,16 @@ class EpisodeWorker:
                       input=dict(state.input_stat(episode.path), path=str(episode.path)))
         record.pop("result", None)
         listener = _Listener(job.index, on_stage)
+        before = _folder_identity(episode.result_folder)
         try:
             state.write_record(episode.record_path, record)
             result = self.splitter.split(episode.path, output_dir=episode.output_parent,
                                          names=list(episode.names) if episode.names else None,
                                          diarization=episode.diarization, overwrite=job.overwrite,
                                          hook=listener, **episode.hints())
+            return self._done(job, record, result.manifest, started, listener)
         except (KeyboardInterrupt, SystemExit):
-            self._safe_write(episode, dict(record, status=state.PENDING, error="interrupted"))
+            self._record_interrupted(job, record, before, started, listener)
             raise
         except PodsepError as error:
             return self._failed(job, record, str(error), started, listener)
@@ -140,18 +145,42 @@ class EpisodeWorker:
             message = redact(f"internal error: {type(error).__name__}: {first}")
             return self._failed(job, record, message, started, listener,
                                 details=redact(traceback.format_exc(limit=8)))
-        manifest = result.manifest
+
+    def _done(self, job: Job, record: dict[str, Any], manifest: dict[str, Any], started: float,
+              listener: _Listener) -> Outcome:
+        """Record a finished episode as ``done`` (its result folder is in place) and say so."""
         summary = summarize(manifest)
-        summary["manifest"] = result.files["manifest"].name if "manifest" in result.files else None
+        summary["manifest"] = (manifest.get("files") or {}).get("manifest")
         wall = time.perf_counter() - started
-        record["input"]["sha256"] = manifest["input"]["sha256"]
+        record = dict(record, input=dict(record["input"], sha256=manifest["input"]["sha256"]))
         done = dict(record, status=state.DONE, finished_at=state.now(), wall_seconds=round(wall, 3),
                     result=summary, models_used=manifest.get("models"), warnings=list(manifest.get("warnings", [])))
         try:
-            state.write_record(episode.record_path, done)
+            state.write_record(job.episode.record_path, done)
         except PodsepError as error:
             return self._failed(job, record, str(error), started, listener)
         return Outcome(job.index, state.DONE, None, summary, wall, listener.warnings, self.name, peak_rss_bytes())
+
+    def _record_interrupted(self, job: Job, record: dict[str, Any], before: tuple[int, int] | None, started: float,
+                            listener: _Listener) -> None:
+        """The worker is being stopped mid-episode: say ``pending``, or ``done`` if the result got into place.
+
+        The splitter renames its finished result folder into place a moment before
+        it returns; a stop that lands between that rename and the ``done`` record
+        would otherwise leave a complete result recorded as unfinished. A result
+        folder that is new since the job began (absent before, or another folder
+        now: the rename puts the staging folder's inode there) is this job's.
+        """
+        folder = job.episode.result_folder
+        now = _folder_identity(folder)
+        manifest = _read_manifest(folder) if now is not None and now != before else None
+        if manifest is not None:
+            try:
+                self._done(job, record, manifest, started, listener)
+                return
+            except (KeyError, TypeError):
+                pass  # not a manifest of this podsep: fall back to pending, the rerun redoes it
+        self._safe_write(job.episode, dict(record, status=state.PENDING, error="interrupted"))
 
     def _failed(self, job: Job, record: dict[str, Any], message: str, started: float, listener: _Listener,
                 details: str | None = None) -> Outcome:
@@ -168,6 +197,27 @@ class EpisodeWorker:
             state.write_record(episode.record_path, record)
         except PodsepError:
             pass  # the output folder went away or is read-only: the batch report still says what happened
+
+
+def _folder_identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of a result folder, or None when there is none."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The podsep manifest inside a result folder (``<stem>.json`` with the input it was made from), if any."""
+    for path in sorted(folder.glob("*.json")):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and "podsep_version" in manifest and isinstance(manifest.get("input"), dict):
+            return manifest
+    return None
 
 
 def summarize(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -229,10 +229,11 @@ def test_interrupted_batch_resumes_without_losing_finished_episodes(archive, tmp
     assert "interrupted" in stderr and "Traceback" not in stderr
     finished = [g for g in GOOD if status_of(out, g) == "done"]
     assert finished and len(finished) < len(GOOD)
-    assert all(status_of(out, g) in ("pending", None, "done") for g in GOOD)
-    for label in GOOD:  # a result folder under its final name is always complete
+    statuses = {g: status_of(out, g) for g in GOOD}
+    assert set(statuses.values()) <= {"pending", None, "done"}, statuses
+    for label in GOOD:  # a result folder under its final name is always complete, and recorded done
         folder = out / Path(label).with_suffix("")
-        assert folder.is_dir() == (label in finished)
+        assert folder.is_dir() == (label in finished), statuses
     assert {r["status"] for r in report(out).values()} <= {"done", "pending"}
     assert not hidden_leftovers(out), "an interrupted episode left its staging folder"
     before = {g: tracks(out / Path(g).with_suffix("")) for g in finished}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def test_records_are_replaced_whole_and_read_back(tmp_path):
     assert record["status"] == "done" and record["format"] == state.RECORD_FORMAT
     assert list(record)[:3] == ["status", "episode", "error"]
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    state.write_record(path, dict(record, note="read back, then written again"))  # e.g. a refreshed input stat
+    assert state.read_record(path)["note"] == "read back, then written again"
     path.write_text('{"status": "done"}')  # not one of ours
     assert state.read_record(path) is None
 
@@ -241,3 +244,59 @@ def test_a_library_call_uses_the_free_cores_and_gives_the_threads_back(monkeypat
             assert allowed == 3
     finally:
         torch.set_num_threads(before)
+
+
+class _InterruptedSplitter:
+    """Stands in for a Splitter that is stopped (SIGTERM -> KeyboardInterrupt) at a chosen moment."""
+
+    def __init__(self, commit_first: bool) -> None:
+        self.commit_first = commit_first
+
+    def split(self, path, *, output_dir, overwrite, **_):
+        if self.commit_first:  # the stop lands after the result folder was renamed into place
+            folder = Path(output_dir) / Path(path).stem
+            if folder.exists():
+                os.rename(folder, folder.with_name(".retired"))
+            staging = Path(output_dir) / ".ep.partial-x"
+            staging.mkdir()
+            manifest = {"podsep_version": "t", "input": {"duration": 3.0, "sha256": "abc"}, "speakers": [],
+                        "overlaps": [], "overlap_policy": "separate", "files": {"manifest": "ep.json"}}
+            (staging / "ep.json").write_text(json.dumps(manifest))
+            os.rename(staging, folder)
+        raise KeyboardInterrupt
+
+
+def _interrupted_run(tmp_path: Path, *, commit_first: bool, old_result: bool) -> dict:
+    from podsep.batch.worker import EpisodeWorker, Job
+
+    episode = episode_in(tmp_path)
+    if old_result:  # a result from before (the job replaces it with --overwrite)
+        done_record(episode)
+    worker = object.__new__(EpisodeWorker)  # no models: the splitter is the stand-in
+    worker.splitter, worker.name = _InterruptedSplitter(commit_first), "test-worker"
+    job = Job(0, episode, "k", old_result, {"key": "k"})
+    with pytest.raises(KeyboardInterrupt):
+        worker.run(job)
+    return state.read_record(episode.record_path)
+
+
+@pytest.mark.parametrize("old_result", [False, True])
+def test_a_worker_stopped_mid_episode_records_pending_unless_its_result_is_in_place(tmp_path, old_result):
+    """A stop before the rename leaves ``pending`` (and any old result untouched); one landing between the
+    splitter's rename and the ``done`` record still records ``done``: the folder under its final name is new."""
+    stopped_early = _interrupted_run(tmp_path / "a", commit_first=False, old_result=old_result)
+    assert (stopped_early["status"], stopped_early["error"]) == ("pending", "interrupted")
+    committed = _interrupted_run(tmp_path / "b", commit_first=True, old_result=old_result)
+    assert committed["status"] == "done" and committed["error"] is None
+    assert committed["result"]["manifest"] == "ep.json" and committed["input"]["sha256"] == "abc"
+
+
+def test_a_killed_workers_running_record_is_put_back_to_pending(tmp_path):
+    episode = episode_in(tmp_path)
+    state.write_record(episode.record_path, {"status": state.RUNNING, "episode": "ep.wav", "key": "k"})
+    state.release_unfinished(episode)
+    record = state.read_record(episode.record_path)
+    assert record["status"] == "pending" and "interrupted" in record["error"] and record["key"] == "k"
+    state.write_record(episode.record_path, {"status": state.DONE, "episode": "ep.wav"})
+    state.release_unfinished(episode)  # finished meanwhile: left alone
+    assert state.read_record(episode.record_path)["status"] == "done"
