@@ -151,11 +151,19 @@ def test_each_result_is_exactly_what_podsep_split_writes(first_run, archive, tmp
 
 def test_rerun_skips_what_is_done_and_settings_that_change_nothing(first_run, archive, tmp_path):
     out = copy_of(first_run, tmp_path)
-    started = time.perf_counter()
-    # --no-cache, --workers, --context (no separation under duplicate) and the engine shape no result
-    result = batch(str(archive), "-o", str(out), *FAST, "--no-cache", "--workers", "1", "--context", "3",
-                   cache=tmp_path / "cache")
-    elapsed = time.perf_counter() - started
+    touched = archive / "s2" / "ep3.wav"  # copied or touched, same bytes: hashed once, still skipped
+    before = touched.stat()
+    os.utime(touched, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    try:
+        started = time.perf_counter()
+        # --no-cache, --workers, --context (no separation under duplicate) and the engine shape no result
+        result = batch(str(archive), "-o", str(out), *FAST, "--no-cache", "--workers", "1", "--context", "3",
+                       cache=tmp_path / "cache")
+        elapsed = time.perf_counter() - started
+    finally:
+        os.utime(touched, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert "Traceback" not in result.stderr, result.stderr
+    assert record(out, "s2/ep3.wav")["input"]["mtime_ns"] == before.st_mtime_ns + 10**9  # remembered
     assert result.returncode == 2
     rows = report(out)
     assert [rows[g]["status"] for g in GOOD] == ["skipped"] * 5
