@@ -371,16 +371,16 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     """
     import torch
 
+    if trainable not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}")
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"holdout must be one of {', '.join(HOLDOUTS)}")
     started = time.perf_counter()
     base = separator.load() if hasattr(separator, "load") else separator
     network = base.network
     rate = int(base.sample_rate)
     pairs = [tuple(sorted(p)) for p in overlapping_pairs(pairs)]
     budget = float(budget_s) if budget_s is not None else steps * SECONDS_PER_STEP + FIXED_COST_S
-    if trainable not in TRAINABLE:
-        raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}")
-    if holdout not in HOLDOUTS:
-        raise ValueError(f"holdout must be one of {', '.join(HOLDOUTS)}")
 
     train_audio, valid_audio = {}, {}
     for speaker in {s for p in pairs for s in p}:

@@ -139,6 +139,25 @@ def test_a_speaker_who_never_talks_alone_gets_nothing() -> None:
 # -- mixtures -------------------------------------------------------------------------------------
 
 
+
+@pytest.mark.parametrize("holdout", adapt.HOLDOUTS)
+def test_validation_holds_out_a_fifth_of_the_speech_and_leaves_the_input_alone(holdout) -> None:
+    rate = 8000
+    audio = np.arange(1, 10 * rate + 1, dtype=np.float32)  # 10 s, every sample distinct
+    original = audio.copy()
+    train, valid = adapt.hold_out(audio, rate, holdout)
+    assert np.array_equal(audio, original)  # the caller's speech is not faded in place
+    assert train.size + valid.size == audio.size and valid.size == 2 * rate
+    if holdout == "end":
+        assert np.array_equal(valid, audio[8 * rate:]) and np.array_equal(train, audio[:8 * rate])
+    else:  # seconds 4 and 9 validate; the joins are faded, the middles untouched
+        assert np.array_equal(valid[100:rate - 100], audio[4 * rate + 100:5 * rate - 100])
+        assert np.array_equal(valid[rate + 100:-100], audio[9 * rate + 100:10 * rate - 100])
+        assert valid[0] == 0.0 and train[4 * rate] == 0.0
+        assert np.array_equal(train[4 * rate + 100:5 * rate - 100], audio[5 * rate + 100:6 * rate - 100])
+    with pytest.raises(ValueError, match="holdout"):
+        adapt.adapt_separator(object(), {}, [], 1, holdout="middle")
+
 def test_mixtures_are_the_sum_of_their_targets_and_seeded() -> None:
     rng_audio = np.random.default_rng(0)
     audio = {"A": rng_audio.standard_normal(40000).astype(np.float32),
