@@ -300,3 +300,29 @@ def test_a_killed_workers_running_record_is_put_back_to_pending(tmp_path):
     state.write_record(episode.record_path, {"status": state.DONE, "episode": "ep.wav"})
     state.release_unfinished(episode)  # finished meanwhile: left alone
     assert state.read_record(episode.record_path)["status"] == "done"
+
+
+def test_a_stop_swallowed_inside_a_callback_is_sent_again_and_other_errors_still_print(monkeypatch):
+    """Python swallows an exception raised in a weakref callback or ``__del__``; a worker's stop
+    (SIGTERM -> KeyboardInterrupt) landing there must not be lost, or the worker splits on until killed."""
+    import signal
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from podsep.batch.local import _quiet_interrupts
+
+    received, printed = [], []
+    monkeypatch.setattr(sys, "__unraisablehook__", printed.append)
+    previous = signal.signal(signal.SIGTERM, lambda *_: received.append("SIGTERM"))
+    try:
+        _quiet_interrupts(SimpleNamespace(exc_value=KeyboardInterrupt()))
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == ["SIGTERM"] and printed == []
+    other = SimpleNamespace(exc_value=ValueError("a real bug"))
+    _quiet_interrupts(other)
+    assert printed == [other]
