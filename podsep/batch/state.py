@@ -313,7 +313,6 @@ def clean_staging(episode: Episode) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-
 def release_unfinished(episode: Episode) -> None:
     """Put an episode whose worker was killed mid-run back to ``pending`` (its record still says ``running``).
 
@@ -328,6 +327,7 @@ def release_unfinished(episode: Episode) -> None:
         write_record(episode.record_path, dict(record, status=PENDING, error="interrupted (its worker was stopped)"))
     except OutputError:
         pass  # the output folder went away or is read-only: the report still says pending
+
 
 # -- one batch at a time per output folder -------------------------------------------------------
 

@@ -4,7 +4,8 @@ The local engine's processes and the Ray engine's actors both hold an
 :class:`EpisodeWorker` and call :meth:`EpisodeWorker.run`, so the two engines
 split the same way, byte for byte, and write the same status records: ``running``
 when an episode starts, then ``done`` or ``failed`` with its one-line error, or
-back to ``pending`` when the worker is stopped (Ctrl-C) mid-episode. Everything an
+back to ``pending`` when the worker is stopped (Ctrl-C) mid-episode (``done`` if
+the stop came after its result folder was renamed into place). Everything an
 episode can raise becomes an :class:`Outcome`; nothing escapes to stop the batch
 except an interruption.
 """
