@@ -19,6 +19,10 @@ each voice's pieces joined, the last 5 s its test part. There the generic and th
 adapted models are also scored as podsep runs them (every pass averaged:
 ``generic_test_passes``, ``adapted_test_passes``).
 
+``--holdouts end interleaved`` runs each pair once per way of holding out the validation
+speech (:func:`podsep.adapt.hold_out`), on the same test mixtures; session 18 decided
+podsep's default with it (``docs/training/adaptation-holdout-session18.json``).
+
 ``--voices`` instead measures the voice-matching threshold of :mod:`podsep.voices`:
 cosine similarity of the embedded diarizer's GE2E embeddings between two clips
 of one speaker (the two halves of a train-clean-100 utterance; the two
@@ -251,7 +255,8 @@ def main() -> None:
         gains = "gain_test_passes" if unseen else "gain_test"
         checked = [r[gains] if r["kept_by_check"] else 0.0 for r in chosen]
         print(f"  solo {solo:<6} {trainable:<5} lr {lr:<6} budget {budget:>5.0f} s, validation {holdout:<11}: "
-              f"as podsep separates, with the check {np.mean(checked):+.2f} dB, worst pair {min(checked):+.2f}; gain "
+              f"{'as podsep separates' if unseen else 'one pass'}, with the check {np.mean(checked):+.2f} dB, "
+              f"worst pair {min(checked):+.2f}; gain "
               f"{np.mean([r['gain_test'] for r in chosen]):+.2f} dB (validation "
               f"{np.mean([r['valid_after'] - r['valid_before'] for r in chosen]):+.2f}; with the never-worse check "
               f"{np.mean([r['gain_if_checked'] for r in chosen]):+.2f}, worst pair "
