@@ -454,7 +454,7 @@ def hold_out(audio: np.ndarray, rate: int, holdout: str = "end") -> tuple[np.nda
     sees the whole episode rather than its last minutes; the joins are faded like
     :func:`collect_solo_speech`'s, so no click marks a cut.
     """
-    if holdout == "end" or audio.size == 0:
+    if holdout == "end":
         cut = int(round(audio.size * (1.0 - VALIDATION_FRACTION)))
         return audio[:cut], audio[cut:]
     block = max(1, int(round(VALIDATION_BLOCK_SECONDS * rate)))

@@ -210,15 +210,13 @@ def _folder_identity(folder: Path) -> tuple[int, int] | None:
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The podsep manifest inside a result folder (``<stem>.json`` with the input it was made from), if any."""
-    for path in sorted(folder.glob("*.json")):
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and "podsep_version" in manifest and isinstance(manifest.get("input"), dict):
-            return manifest
-    return None
+    """The manifest inside a result folder, if it can be read: ``<name>.json``, the folder and the manifest
+    both being named after the input's safe stem (:func:`podsep.export.result_folder`, ``ResultStaging``)."""
+    try:
+        manifest = json.loads((folder / f"{folder.name}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def summarize(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -136,10 +136,6 @@ def test_a_speaker_who_never_talks_alone_gets_nothing() -> None:
     assert solo["B"].size == 0 and solo["A"].size > 0
 
 
-# -- mixtures -------------------------------------------------------------------------------------
-
-
-
 @pytest.mark.parametrize("holdout", adapt.HOLDOUTS)
 def test_validation_holds_out_a_fifth_of_the_speech_and_leaves_the_input_alone(holdout) -> None:
     rate = 8000
@@ -157,6 +153,10 @@ def test_validation_holds_out_a_fifth_of_the_speech_and_leaves_the_input_alone(h
         assert np.array_equal(train[4 * rate + 100:5 * rate - 100], audio[5 * rate + 100:6 * rate - 100])
     with pytest.raises(ValueError, match="holdout"):
         adapt.adapt_separator(object(), {}, [], 1, holdout="middle")
+
+
+# -- mixtures -------------------------------------------------------------------------------------
+
 
 def test_mixtures_are_the_sum_of_their_targets_and_seeded() -> None:
     rng_audio = np.random.default_rng(0)
