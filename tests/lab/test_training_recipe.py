@@ -331,3 +331,25 @@ def test_polarity_flips_negate_whole_voices_and_leave_runs_without_them_unchange
     assert torch.allclose(mix, src.sum(1), atol=1e-5)  # the targets are the flipped voices
     plain = recipe.training_batch(corpus, groups, 8000, 11, 0, 3, 4, 0.0, 0.0)
     assert not torch.equal(src, plain[1])
+
+
+def test_a_grown_network_starts_as_the_one_it_grew_from():
+    """``--grow-repeats``: the added repeats pass their input through, so nothing trained is lost."""
+    recipe = _recipe_module()
+    config = ConvTasNetConfig(filters=8, kernel=16, bottleneck=8, hidden=8, blocks=2, repeats=1)
+    torch.manual_seed(0)
+    trained = ConvTasNet(config).eval()
+    grown, grown_config = recipe.grow_repeats(trained.state_dict(), config, 3)
+    assert grown_config.repeats == 3 and len(grown.tcn) == 6
+    mixture = torch.randn(2, 4000)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(mixture), trained(mixture))
+    # The added blocks can learn: their projection has a gradient at the start.
+    grown.train()
+    grown(mixture).pow(2).mean().backward()
+    assert grown.tcn[5].project.weight.grad.abs().sum() > 0
+    with pytest.raises(SystemExit, match="already has|already have"):
+        recipe.grow_repeats(trained.state_dict(), config, 1)
+    other = ConvTasNetConfig(filters=8, kernel=16, bottleneck=12, hidden=8, blocks=2, repeats=1)
+    with pytest.raises(SystemExit, match="another width"):
+        recipe.grow_repeats(ConvTasNet(other).state_dict(), config, 2)
