@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -396,14 +395,3 @@ def test_bad_settings_are_refused(speech_dir: Path, meeting_dir: Path, tmp_path:
                               rir_dir=meeting_dir)
     with pytest.raises(InputError):
         generate_conversation(tmp_path, ConversationSpec(), 0)
-
-
-def test_a_minute_is_generated_in_well_under_two_seconds(speech_dir: Path, meeting_dir: Path) -> None:
-    _make(speech_dir, meeting_dir, 48000, 2, True, True, seed=100)  # warm the file cache
-    timings = []
-    for seed in (101, 102):  # the best of two, so a busy shared machine does not fail the test
-        started = time.perf_counter()
-        _make(speech_dir, meeting_dir, 48000, 2, True, True, seed=seed)
-        timings.append(time.perf_counter() - started)
-    elapsed = min(timings)
-    assert elapsed < 2.0, f"60 s conversation took {elapsed:.2f} s"
