@@ -51,12 +51,14 @@ MODES = ADAPT_MODES  # the config's own list: one place says which modes exist
 MIN_BUDGET_S = 60.0
 BUDGET_FRACTION = 0.10
 
-#: CPU seconds one training step costs at the shipped model size (0.59 M parameters, all of them
+#: CPU seconds one training step costs at the model size shipped until session 18 (0.59 M parameters, all of them
 #: trained, a batch of BATCH mixtures of CROP_SECONDS in MICRO_BATCHES parts), on this project's
 #: 2-core machine: 0.91 s with both cores idle, 0.985 s while a training job held the other core.
 #: Since the network's gLN runs through torch's fused group norm a step costs about 0.58 of that
 #: (measured back to back on the same machine), but this machine's speed varies by day (1.0-2.2 s a
 #: step measured idle on a slow day), so the constant stays: a budget now takes at most its time.
+#: The session-19 network (a third TCN repeat, 0.86 M parameters) costs about 1.36x a step of the
+#: two-repeat one (measured back to back, one thread), about 0.79 of this constant: still within it.
 STEP_CORE_SECONDS = 1.0
 #: The budget is "seconds of 2-core compute": two workers (see :class:`_Trainer`) share each step,
 #: measured 0.463 s a step on the idle 2-core machine (1.96x one worker, identical weights).

@@ -18,7 +18,7 @@ A profile is a folder:
 * ``voices/<name>.npy``: each voice's unit embedding (float32), read with
   ``numpy.load(allow_pickle=False)``.
 
-About 2.4 MB for the shipped model size; nothing in it can run code when read.
+About 3.5 MB for the shipped model size; nothing in it can run code when read.
 Embeddings come from the diarizer's ``embed(list_of_waveforms, sample_rate)``
 (one row per clip); this module only takes and gives arrays, so any embedder
 works as long as a profile is always matched with the same one

@@ -423,7 +423,8 @@ def build_embedded_separator(path: Path, *, seed: int = 0, small: bool = True) -
     """
     from ..models.embedded.convtasnet import ConvTasNet, ConvTasNetConfig
 
-    config = ConvTasNetConfig(filters=32, bottleneck=16, hidden=32, blocks=3, repeats=1) if small else ConvTasNetConfig()
+    # Full size is the shipped shape: the recipe's network grown to three TCN repeats in session 19.
+    config = ConvTasNetConfig(filters=32, bottleneck=16, hidden=32, blocks=3, repeats=1) if small else ConvTasNetConfig(repeats=3)
     torch.manual_seed(seed)
     model = ConvTasNet(config)
     path = Path(path)
