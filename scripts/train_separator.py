@@ -734,6 +734,8 @@ def main() -> None:
     if args.export is not None:
         export(args.run_dir, args.export, args)
         return
+    if args.grow_repeats is not None and args.init_from is None:
+        raise SystemExit("--grow-repeats grows the weights of --init-from; give both")
     global PACKED_DATA
     PACKED_DATA = args.data
     config = ConvTasNetConfig.from_dict({**ConvTasNetConfig().to_dict(), **json.loads(args.config)})
