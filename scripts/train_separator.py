@@ -768,6 +768,7 @@ def main() -> None:
     elif args.init_from is not None:
         shipped = torch.load(args.init_from, map_location=args.device, weights_only=True)
         config = ConvTasNetConfig.from_dict(shipped["config"])
+        shipped_repeats = config.repeats
         if args.grow_repeats is not None:
             model, config = grow_repeats(shipped["state_dict"], config, args.grow_repeats)
             model = model.to(args.device)
@@ -787,8 +788,7 @@ def main() -> None:
                         "averaged_steps": len(recipe.get("averaged_steps", [])),
                         "optimiser": "fresh Adam (the run's optimiser state was not kept)"})
         if args.grow_repeats is not None:
-            resumes[-1]["grown"] = (f"TCN repeats {ConvTasNetConfig.from_dict(shipped['config']).repeats} -> "
-                                    f"{config.repeats}; the added blocks started as the identity")
+            resumes[-1]["grown"] = f"TCN repeats {shipped_repeats} -> {config.repeats}; the added blocks started as the identity"
         print(f"started from {args.init_from} (step {step}, {elapsed / 60:.1f} min trained)", flush=True)
     if ckpt_path.exists() or args.init_from is not None:
         resumes.append({"step": step, "command": " ".join(sys.argv)})

@@ -422,9 +422,12 @@ def build_embedded_separator(path: Path, *, seed: int = 0, small: bool = True) -
     ``weights_only`` loading are those of the shipped ``podsep/data/separator.pt``.
     """
     from ..models.embedded.convtasnet import ConvTasNet, ConvTasNetConfig
+    from ..models.embedded.separator import shipped_weights_path
 
-    # Full size is the shipped shape: the recipe's network grown to three TCN repeats in session 19.
-    config = ConvTasNetConfig(filters=32, bottleneck=16, hidden=32, blocks=3, repeats=1) if small else ConvTasNetConfig(repeats=3)
+    if small:
+        config = ConvTasNetConfig(filters=32, bottleneck=16, hidden=32, blocks=3, repeats=1)
+    else:  # full size is the shipped file's own shape, whatever the recipe has grown it to
+        config = ConvTasNetConfig.from_dict(torch.load(shipped_weights_path(), weights_only=True)["config"])
     torch.manual_seed(seed)
     model = ConvTasNet(config)
     path = Path(path)
