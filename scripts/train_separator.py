@@ -816,7 +816,10 @@ def main() -> None:
             shutil.copyfile(ckpt_path, args.run_dir / "snapshots" / f"step-{step:05d}.pt")
 
     def end_step() -> int:
-        return args.total_steps if args.stop_after_steps is None else min(args.total_steps, args.stop_after_steps)
+        # Until the speed probe has set the total, --total-steps (often still its default,
+        # below a resumed run's step) must not end the run before its first step.
+        total = args.total_steps if probe is None or args.total_steps > probe[1] else probe[1] + 1
+        return total if args.stop_after_steps is None else min(total, args.stop_after_steps)
 
     # The speed probe times steps inside the warm-up, whose learning rate does not
     # depend on the total: rerunning with the recorded --total-steps gives the same run.

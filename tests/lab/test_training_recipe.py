@@ -133,9 +133,11 @@ def test_recording_chain_colouring_is_a_smooth_bounded_equaliser():
 
 
 def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypatch):
-    """``--steps-for-minutes`` (for a lent machine of unknown speed) resolves a reproducible step count."""
+    """``--steps-for-minutes`` (for a lent machine of unknown speed) resolves a reproducible step count.
 
-
+    ``--total-steps`` below the probe's steps (as the default is below a resumed run's step)
+    must not end the run before the probe has replaced it: session 20's first launch did.
+    """
     recipe = _recipe_module()
     train, heldout = _fake_corpus(4, 4.0), _fake_corpus(2, 5.0)
     monkeypatch.setattr(recipe, "training_corpus", lambda rate: train)
@@ -146,7 +148,7 @@ def test_a_run_sized_by_its_speed_records_the_steps_it_chose(tmp_path, monkeypat
     done = subprocess.run(
         [sys.executable, str(SCRIPTS / "train_separator.py"), "--run-dir", str(run_dir),
          "--data", str(tmp_path / "packed"), "--config", tiny, "--batch", "1", "--warmup", "200",
-         "--steps-for-minutes", "0.02", "--checkpoint-every", "999", "--workers", "1"],
+         "--steps-for-minutes", "0.02", "--total-steps", "5", "--checkpoint-every", "999", "--workers", "1"],
         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
