@@ -663,7 +663,7 @@ def export(run_dir: Path, destination: Path, args) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(payload, destination)
     if args.speechbrain is not None:
-        export_speechbrain_folder(ConvTasNetConfig.from_dict(state["config"]), state["model"], args.speechbrain)
+        export_speechbrain_folder(ConvTasNetConfig.from_dict(state["config"]), weights, args.speechbrain)  # the shipped (averaged) weights
         print(f"speechbrain-format folder written to {args.speechbrain}")
     digest = hashlib.sha256(destination.read_bytes()).hexdigest()
     print(f"exported {destination} ({destination.stat().st_size / 1e6:.2f} MB, sha256 {digest[:16]})")

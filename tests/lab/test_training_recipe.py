@@ -75,6 +75,24 @@ def test_branches_join_the_mean_and_the_recipe(tmp_path):
     assert shipped["recipe"]["branches"][0]["resumes"] == [{"step": 0, "command": "resume 7.0"}]
 
 
+def test_the_speechbrain_folder_holds_the_shipped_mean_not_the_last_checkpoint(tmp_path):
+    """``--export --average-from N --speechbrain DIR``: both formats carry the same weights.
+
+    Until session 20 the folder was written from the run's last checkpoint, so the
+    speechbrain-format copy of an averaged export was another model.
+    """
+    recipe = _recipe_module()
+    main = _run_dir(tmp_path, "main", {100: 1.0, 110: 3.0})
+    folder = tmp_path / "speechbrain"
+    recipe.export(main, tmp_path / "separator.pt",
+                  argparse.Namespace(average_from=100, branch=[], speechbrain=folder))
+    shipped = torch.load(tmp_path / "separator.pt", weights_only=True)["state_dict"]
+    encoder = torch.load(folder / "encoder.ckpt", weights_only=True)
+    masknet = torch.load(folder / "masknet.ckpt", weights_only=True)
+    assert torch.equal(encoder["conv1d.weight"], shipped["encoder.weight"])
+    assert _first_weight(masknet) == pytest.approx(2.0)  # the mean of 1 and 3, not the last checkpoint's 3
+
+
 def test_an_average_without_the_final_step_is_refused(tmp_path):
     recipe = _recipe_module()
     main = _run_dir(tmp_path, "main", {100: 1.0})
