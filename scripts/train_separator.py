@@ -816,10 +816,7 @@ def main() -> None:
             shutil.copyfile(ckpt_path, args.run_dir / "snapshots" / f"step-{step:05d}.pt")
 
     def end_step() -> int:
-        # Until the speed probe has set the total, --total-steps (often still its default,
-        # below a resumed run's step) must not end the run before its first step.
-        total = args.total_steps if probe is None or args.total_steps > probe[1] else probe[1] + 1
-        return total if args.stop_after_steps is None else min(total, args.stop_after_steps)
+        return args.total_steps if args.stop_after_steps is None else min(args.total_steps, args.stop_after_steps)
 
     # The speed probe times steps inside the warm-up, whose learning rate does not
     # depend on the total: rerunning with the recorded --total-steps gives the same run.
@@ -829,6 +826,9 @@ def main() -> None:
             raise SystemExit("--steps-for-minutes needs a fresh schedule (--schedule-start at this step) "
                              "and --warmup of at least 110 steps")
         probe = (step + 10, step + 110)
+        # The probe sets the total; until then --total-steps (often still its default, below a
+        # resumed run's step) must not end the run before the probe's last step.
+        args.total_steps = max(args.total_steps, probe[1] + 1)
     batches = torch.utils.data.DataLoader(
         StepBatches(corpus, groups, rate, args), batch_size=None, sampler=range(step, 1 << 40),
         num_workers=args.workers, prefetch_factor=4 if args.workers else None,
