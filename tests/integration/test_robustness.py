@@ -110,6 +110,27 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path, shared_dir):
     assert _decode_leftovers() <= before
 
 
+def test_interrupt_inside_an_extension_still_exits_130(tmp_path):
+    """A Ctrl-C that crossed a C extension's nested interpreter call keeps the promised status.
+
+    CPython remembers such an interrupt in a flag Python cannot clear and, under ``-m``,
+    ends the process by SIGINT (-2) whatever status the handler returned; this happened
+    once in the suite when the interrupt landed while a library was being imported.
+    """
+    (tmp_path / "sitecustomize.py").write_text(
+        "import ctypes\n"
+        "import podsep.audio\n"
+        "def interrupted_inside_an_extension(path):\n"
+        "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # sets the flag\n"
+        "    raise KeyboardInterrupt\n"
+        "podsep.audio.check_input_path = interrupted_inside_an_extension\n")
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.run([sys.executable, "-m", "podsep", "split", "anything.wav"], capture_output=True,
+                             text=True, env=environment, timeout=300)
+    assert "interrupted" in process.stderr.strip().splitlines()[-1], process.stderr
+    assert process.returncode == 130, process.stderr
+
+
 def test_rerun_reuses_the_cached_diarization(tmp_path, two_speaker_wav):
     overrides = {"diarization.backend": "embedded", "overlaps.policy": "duplicate"}
     first = podsep.split(two_speaker_wav, overrides=overrides, output_dir=tmp_path / "a")
