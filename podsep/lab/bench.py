@@ -297,6 +297,19 @@ def _isolated(config: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _weights_label(separator: str, paths: list[str]) -> str:
+    """Say which weights the timings ran: the stand-ins are random, the embedded separator is the shipped one."""
+    if separator == "embedded" and {"overlap-only", "whole-file"} & set(paths):
+        import hashlib
+
+        from ..models.embedded.separator import shipped_weights_path
+
+        digest = hashlib.sha256(shipped_weights_path().read_bytes()).hexdigest()[:16]
+        stand_ins = ", diarization stand-in random" if "diarization" in paths else ""
+        return f"separation: podsep's shipped separator (sha256 {digest}){stand_ins} (timing only)"
+    return "random (timing only; no quality figures)"
+
+
 def bench(speech_dir: Path, minutes: list[float], *, paths: list[str] | None = None, size: str = "full",
           budget: float | None = None, models_dir: Path | None = None, seed: int = 0, chunk: float = 30.0,
           overlap_ratio: float = 0.15, speakers: int = 2, device: str | None = None, isolate: bool = True,
@@ -352,7 +365,7 @@ def bench(speech_dir: Path, minutes: list[float], *, paths: list[str] | None = N
                 progress(f"  done in {row['wall_seconds']} s" + (f": {row['error']}" if "error" in row else ""))
             rows.append(row)
     return {
-        "models": {"size": size, "weights": "random (timing only; no quality figures)",
+        "models": {"size": size, "weights": _weights_label(separator, paths),
                    "pyannote": "pyannote/speaker-diarization-community-1 architecture",
                    "sepformer": "speechbrain/sepformer-whamr16k architecture"},
         "budget_seconds": budget, "chunk_seconds": chunk, "overlap_ratio": overlap_ratio, "speakers": speakers,
@@ -395,8 +408,8 @@ def print_table(report: dict[str, Any]) -> None:
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     header, rows = table_rows(report)
-    table = Table(title=f"podsep bench: {report['models']['size']}-size architectures, random weights "
-                        f"(timing only); * = extrapolated from the measured part")
+    table = Table(title=f"podsep bench: {report['models']['size']}-size architectures, weights: "
+                        f"{report['models']['weights']}; * = extrapolated from the measured part")
     for index, column in enumerate(header):
         table.add_column(column, justify="left" if index in (1, len(header) - 1) else "right")
     for row in rows:

@@ -167,6 +167,20 @@ def test_bench_tiny_reports_every_field(shared_dir, tmp_path):
     assert {"decode", "overlaps", "assignment", "assembly"} <= set(rows["overlap-only"]["stages"])
 
 
+def test_bench_names_the_shipped_separator_when_it_times_it():
+    """Timings of the embedded separator ran the shipped weights, not random ones; the label says so."""
+    import hashlib
+
+    from podsep.lab.bench import _weights_label
+    from podsep.models.embedded.separator import shipped_weights_path
+
+    label = _weights_label("embedded", ["overlap-only"])
+    assert "random" not in label
+    assert hashlib.sha256(shipped_weights_path().read_bytes()).hexdigest()[:16] in label
+    assert "random" in _weights_label("sepformer", ["overlap-only"])
+    assert "diarization stand-in random" in _weights_label("embedded", ["overlap-only", "diarization"])
+
+
 def test_full_band_eval_shows_the_air_kept_by_rebuilding_and_the_identity(shared_dir, tmp_path):
     """At 48 kHz with real full-band voices: rebuilt overlaps keep their energy above 8 kHz,
     pasted ones (podsep 0.1) lose it; the tracks plus the background add up to the input."""
