@@ -29,6 +29,7 @@ measured, not estimated.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -300,8 +301,6 @@ def _isolated(config: dict[str, Any]) -> dict[str, Any]:
 def _weights_label(separator: str, paths: list[str]) -> str:
     """Say which weights the timings ran: the stand-ins are random, the embedded separator is the shipped one."""
     if separator == "embedded" and {"overlap-only", "whole-file"} & set(paths):
-        import hashlib
-
         from ..models.embedded.separator import shipped_weights_path
 
         digest = hashlib.sha256(shipped_weights_path().read_bytes()).hexdigest()[:16]
