@@ -145,12 +145,13 @@ def thread_check(path: Path, timeout: float, busy_core: bool) -> list[dict]:
 
 
 def main() -> None:
+    from podsep.lab.paths import shared_root
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--speech-dir", type=Path,
-                        default=Path(os.environ.get("PODSEP_SHARED", REPO.parent / "shared")) / "data" / "librispeech"
-                        / "test-other")
+                        default=shared_root() / "data" / "librispeech" / "test-other")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "podsep-bench-batch",
                         help="episodes, outputs and bench_batch.json (default: %(default)s)")
     parser.add_argument("--configs", default="local1,local2,ray2",

@@ -113,13 +113,15 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
+    from podsep.lab.paths import shared_root
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours", type=float, default=3.0)
     parser.add_argument("--rate", type=int, default=48000)
     parser.add_argument("--channels", type=int, default=2)
     parser.add_argument("--diarizer", choices=["rttm", "fixture", "embedded"], default="rttm",
                         help="rttm: reference turns; fixture: the random-weight pyannote pipeline; embedded: podsep's own")
-    parser.add_argument("--shared", default=os.environ.get("PODSEP_SHARED", str(REPO.parent / "shared")))
+    parser.add_argument("--shared", type=Path, default=shared_root())
     parser.add_argument("--work", help="folder for the generated input and outputs (default: a temp folder)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

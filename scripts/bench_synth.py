@@ -13,10 +13,10 @@ cache, at each rate, plain and with a measured room and noise (``meeting-sim``).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
+from podsep.lab.paths import shared_root
 from podsep.lab.synth import ConversationSpec, generate_conversation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared")))
+    parser.add_argument("--shared", type=Path, default=shared_root())
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()

@@ -23,7 +23,6 @@ Held-out check (speakers not used here): ``scripts/score_speaker_count.py``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import soundfile as sf
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep.models.embedded.clustering import POPULATION_MEAN_PATH  # noqa: E402
 from podsep.models.embedded.diarizer import EmbeddedDiarizer  # noqa: E402
 
@@ -40,7 +40,7 @@ from podsep.models.embedded.diarizer import EmbeddedDiarizer  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path,
-                        default=Path(os.environ.get("PODSEP_SHARED", REPO_ROOT.parent / "shared")))
+                        default=shared_root())
     parser.add_argument("--out", type=Path, default=POPULATION_MEAN_PATH)
     args = parser.parse_args()
 

@@ -14,7 +14,6 @@ windows whose sources were assigned to the right speakers.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 import podsep  # noqa: E402
 from podsep.lab.metrics import si_sdr  # noqa: E402
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
 from podsep.lab.oracle import OracleSeparator  # noqa: E402
 
@@ -54,7 +54,7 @@ def run(speech: Path, speakers: int, rate: int, count: int, overlap: float) -> d
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", default=os.environ.get("PODSEP_SHARED", str(REPO.parent / "shared")))
+    parser.add_argument("--shared", type=Path, default=shared_root())
     parser.add_argument("--count", type=int, default=10, help="conversations per configuration (60 s each)")
     parser.add_argument("--overlap-ratio", type=float, default=0.2)
     args = parser.parse_args()

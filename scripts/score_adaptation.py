@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from podsep.lab.paths import shared_root  # noqa: E402
 import podsep  # noqa: E402
 from podsep import adapt  # noqa: E402
 from podsep.diarization import Diarization  # noqa: E402
@@ -65,7 +65,7 @@ SET_SEED = 20261201
 
 
 def shared() -> Path:
-    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+    return shared_root()
 
 
 def overlap_score(conversation: Any, tracks: dict[str, np.ndarray], mapping: dict[str, str] | None = None) -> float:

@@ -52,8 +52,10 @@ def parse_value(text: str):
 
 
 def main() -> int:
+    from podsep.lab.paths import shared_root
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("PODSEP_SHARED", REPO.parent / "shared")))
+    parser.add_argument("--shared", type=Path, default=shared_root())
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--oracle-count", action="store_true", help="pass the reference speaker count")
     parser.add_argument("--no-overlap", action="store_true", help="exclusive turns only")

@@ -77,7 +77,6 @@ import argparse
 import itertools
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -91,6 +90,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from podsep.lab.paths import shared_root  # noqa: E402
 import podsep  # noqa: E402
 from podsep.audio import resample  # noqa: E402
 from podsep.diarization import Diarization  # noqa: E402
@@ -118,7 +118,7 @@ LIBRI_SEED, ROOM_SEED, FULLBAND_SEED, DEV_SEED = 5100, 5200, 5300, 500
 
 
 def shared() -> Path:
-    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+    return shared_root()
 
 
 # ------------------------------------------------------------------------------------------------

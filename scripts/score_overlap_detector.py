@@ -21,7 +21,6 @@ same way.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -31,12 +30,11 @@ import numpy as np
 import soundfile as sf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from podsep.lab.paths import shared_root  # noqa: E402
+
 SCORE_HOP = 0.01  # seconds per scoring frame
-
-
-def default_shared_dir() -> Path:
-    """``$PODSEP_SHARED`` or ``<repo>/../shared``, matching tests/conftest.py."""
-    return Path(os.environ.get("PODSEP_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
 
 def fold_name(name: str) -> str:
@@ -204,7 +202,7 @@ def score_table(results: dict[str, list[tuple[str, Counts]]], seen: tuple[str, .
 def main(argv: list[str] | None = None) -> int:
     """Print the per-excerpt and pooled score table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", type=Path, default=default_shared_dir(), help="shared data folder")
+    parser.add_argument("--shared", type=Path, default=shared_root(), help="shared data folder")
     parser.add_argument("--ami", type=Path, default=None, help="AMI folder (default: <shared>/data/ami)")
     parser.add_argument("--weights", type=Path, default=None, help="weights file (default: packaged)")
     parser.add_argument("--threshold", type=float, default=None, help="default: the packaged threshold")
@@ -212,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=["train", "development", "test"])
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(REPO_ROOT))
     import torch
 
     from podsep.models.embedded.overlap import load_overlap_detector

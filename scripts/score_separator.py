@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep.lab.oracle import locate_window  # noqa: E402
 from podsep.models.embedded.separator import DEFAULT_PASSES, PASS_KINDS, EmbeddedSeparator  # noqa: E402
 
@@ -43,7 +43,7 @@ HELDOUT_SEED = 777  # the training script validates with its own seed; this set 
 
 
 def shared() -> Path:
-    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+    return shared_root()
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

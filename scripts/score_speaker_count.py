@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -50,6 +49,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from podsep.models.embedded import EmbeddedDiarizer  # noqa: E402
 from podsep.errors import InputError  # noqa: E402
+from podsep.lab.paths import shared_root  # noqa: E402
 from score_overlap_detector import load_ami_split  # noqa: E402
 
 RATE = 16000
@@ -143,7 +143,7 @@ def recordings(shared: Path):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path,
-                        default=Path(os.environ.get("PODSEP_SHARED", REPO_ROOT.parent / "shared")))
+                        default=shared_root())
     parser.add_argument("--json", type=Path)
     parser.add_argument("--groups", nargs="*", help="score only these groups (default: all)")
     args = parser.parse_args()

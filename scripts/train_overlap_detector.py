@@ -38,10 +38,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep.models.embedded.overlap import (  # noqa: E402
     DEFAULT_CONFIG, OverlapDetector, build_model, log_mel, save_overlap_detector)
 from score_overlap_detector import (  # noqa: E402
-    Counts, default_shared_dir, load_ami_split, overlap_frames, score_regions, score_table)
+    Counts, load_ami_split, overlap_frames, score_regions, score_table)
 
 SR = 16000
 LAB_HOP = 160  # 10 ms label frames
@@ -302,9 +303,8 @@ def synthetic_scores(detector: OverlapDetector, clips: list[tuple[np.ndarray, np
 
 def main(argv: list[str] | None = None) -> int:
     """Simulate data, train, fine-tune, pick the threshold on AMI train, save, and report."""
-    shared = default_shared_dir()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shared", type=Path, default=shared, help="shared data folder ($PODSEP_SHARED or ../shared)")
+    p.add_argument("--shared", type=Path, default=shared_root(), help="shared data folder ($PODSEP_SHARED or ../shared)")
     p.add_argument("--librispeech", type=Path, default=None, help="training speech (default <shared>/data/librispeech/train-clean-100)")
     p.add_argument("--heldout-speech", type=Path, default=None, help="validation speech (default <shared>/data/librispeech/test-other)")
     p.add_argument("--meeting-sim", type=Path, default=None, help="RIRs and noise (default <shared>/data/meeting-sim)")

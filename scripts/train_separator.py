@@ -62,6 +62,7 @@ from scipy.signal import fftconvolve, resample_poly
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep.models.embedded.convtasnet import (  # noqa: E402
     ConvTasNet,
     ConvTasNetConfig,
@@ -99,7 +100,7 @@ def active_level(x: np.ndarray) -> float:
 
 
 def shared_dir() -> Path:
-    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+    return shared_root()
 
 
 #: Where ``--data`` points: corpora packed by ``--pack`` (read instead of ``../shared``).

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # train_separator's corpora (--speech-set unseen)
 
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep import adapt  # noqa: E402
 from podsep.audio import resample  # noqa: E402
 from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
@@ -119,7 +119,7 @@ def split_voice(audio: np.ndarray, rate: int, solo_seconds: float | None = None)
 
 
 def shared() -> Path:
-    return Path(os.environ.get("PODSEP_SHARED", ROOT.parent / "shared"))
+    return shared_root()
 
 
 def load_speaker(speaker: str, rate: int, solo_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from podsep.lab.paths import shared_root
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def shared_path() -> Path:
-    """Where the shared speech/reference folder is (``PODSEP_SHARED`` or ``../shared``)."""
-    return Path(os.environ.get("PODSEP_SHARED", REPO_ROOT.parent / "shared")).resolve()
 
 
 def pytest_configure(config) -> None:
@@ -50,7 +47,7 @@ def _no_broken_lazy_modules():
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    path = shared_path()
+    path = shared_root()
     if not (path / "data").is_dir():
         pytest.fail(f"shared data folder not found at {path}; set PODSEP_SHARED")
     return path
