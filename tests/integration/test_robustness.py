@@ -124,7 +124,9 @@ def test_interrupt_inside_an_extension_still_exits_130(tmp_path):
         "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # sets the flag\n"
         "    raise KeyboardInterrupt\n"
         "podsep.audio.check_input_path = interrupted_inside_an_extension\n")
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    # no empty entry when PYTHONPATH is unset: that would put the working directory on sys.path
+    search_path = [str(tmp_path), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))
     process = subprocess.run([sys.executable, "-m", "podsep", "split", "anything.wav"], capture_output=True,
                              text=True, env=environment, timeout=300)
     assert "interrupted" in process.stderr.strip().splitlines()[-1], process.stderr
