@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 START=$(python3 -c "import torch; print(torch.load('$RUN_DIR/checkpoint.pt', weights_only=True)['step'])")
 python3 scripts/train_separator.py --run-dir "$RUN_DIR" --data "$DATA" --device "$DEVICE" \
     --workers "$WORKERS" --threads 1 --batch "$BATCH" --lr "$LR" --schedule-start "$START" --warmup 200 \
-    --total-steps $((START + 1000000)) --steps-for-minutes "$MINUTES" --max-minutes $((MINUTES + 1)) \
+    --steps-for-minutes "$MINUTES" --max-minutes $((MINUTES + 1)) \
     --speed-perturbation 0.5 --snapshot-from "$START" --checkpoint-every 60 2>&1 | tee "$OUT/train.log"
 cp "$RUN_DIR/checkpoint.pt" "$RUN_DIR/log.json" "$OUT/"
 ls "$RUN_DIR"/snapshots/step-*.pt | tail -n 5 | xargs -I{} cp {} "$OUT/"
