@@ -601,6 +601,22 @@ def summarise_band(rows: dict[str, list[dict]], eight_k: bool) -> dict[str, dict
     return {r: {k: list(stat([row[k] for row in rows[r]])) for k in keys} for r in rows}
 
 
+def band_sets_report(sets: list[tuple[str, dict, bool, float]]) -> dict[str, dict]:
+    """The band table's sets as the ``--json`` report holds them: band, summary and every voice."""
+    return {name: {"band_hz": band, "summary": summarise_band(rows, eight_k), "voices": rows}
+            for name, rows, eight_k, band in sets}
+
+
+def finish(report: dict[str, Any], sets: list[tuple[str, dict, bool, float]], verdicts: list[dict],
+           started: float, json_path: Path | None) -> None:
+    """End a development run: print its time and write ``--json`` (the evaluation writes its own, larger report)."""
+    report["fullband"] = {"sets": band_sets_report(sets), "targets": verdicts}
+    report["seconds"] = time.perf_counter() - started
+    print(f"\n{report['seconds']:.0f} s")
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
+
+
 def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> list[dict]:
     """One table: rows are (set, rendering); columns mean [min, max] over voices."""
     print(f"\n{title}")
@@ -780,8 +796,8 @@ def main() -> None:
 
     if args.dev_fullband is not None:
         sets = score_full_band(fullband_dev_cases(args.dev_fullband, args.conversations or 30), separator, "dev pairs")
-        print_band_table("Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
-        print(f"\n{time.perf_counter() - started:.0f} s")
+        verdicts = print_band_table("Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
+        finish(report, sets, verdicts, started, args.json)
         return
     if args.dev or args.dev_unseen:
         if args.dev_unseen:
@@ -794,8 +810,9 @@ def main() -> None:
         sets = [(f"{title}, {len(dev)} conv, {label}",
                  score_cases(dev, make, 4000.0, eight_k=False), False, 4000.0)
                 for label, make in (("embedded 8 kHz", lambda c: separator), ("oracle 8 kHz", lambda c: Oracle(c, 8000)))]
-        print_band_table("Development set: inside overlaps, per voice, mean [min, max] (dB); band = 4 kHz", sets)
-        print(f"\n{time.perf_counter() - started:.0f} s")
+        verdicts = print_band_table("Development set: inside overlaps, per voice, mean [min, max] (dB); band = 4 kHz",
+                                    sets)
+        finish(report, sets, verdicts, started, args.json)
         return
 
     # 1. full band
@@ -810,8 +827,7 @@ def main() -> None:
         seam_groups.append((f"16 kHz test-other, {label}", seam_rows))
     verdicts = print_band_table("Full band: inside overlaps, per voice, mean [min, max] (dB); band = model's Nyquist",
                                 band_sets)
-    report["fullband"] = {"sets": {name: {"band_hz": band, "summary": summarise_band(rows, eight_k), "voices": rows}
-                                   for name, rows, eight_k, band in band_sets},
+    report["fullband"] = {"sets": band_sets_report(band_sets),
                           "targets": verdicts,
                           "cases": {str(rate): [{"name": c.name, **c.info} for c in cases]
                                     for rate, cases in fullband.items()}}
