@@ -44,9 +44,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import podsep  # noqa: E402
 from podsep.errors import InputError  # noqa: E402
 from podsep.lab.oracle import locate_window  # noqa: E402
+from podsep.lab.paths import shared_root  # noqa: E402
 from podsep.lab.synth import ConversationSpec, generate_conversation  # noqa: E402
 from podsep.models.embedded.separator import EmbeddedSeparator  # noqa: E402
-from score_separator import Recording, shared, si_sdr  # noqa: E402
+from score_separator import Recording, si_sdr  # noqa: E402
 
 CONTEXT_KINDS = ("context", "activity")
 
@@ -55,7 +56,7 @@ def windows_of(separator: EmbeddedSeparator, seed: int, duration: float) -> list
     """Per overlap window of one generated conversation: margins, whether podsep chose right, seconds."""
     rate = 16000
     spec = ConversationSpec(num_speakers=2, duration=duration, sample_rate=rate, overlap_ratio=0.2)
-    conversation = generate_conversation(shared() / "data" / "librispeech" / "train-clean-100", spec, seed)
+    conversation = generate_conversation(shared_root() / "data" / "librispeech" / "train-clean-100", spec, seed)
     recorder = Recording(separator)
     result = podsep.split(conversation.mixture, sample_rate=rate, diarization=conversation.diarization,
                           separator=recorder, overrides={"diarization.cache": False, "separation.adapt": "off"})

@@ -64,10 +64,6 @@ from podsep.overlaps import find_overlap_regions  # noqa: E402
 SET_SEED = 20261201
 
 
-def shared() -> Path:
-    return shared_root()
-
-
 def overlap_score(conversation: Any, tracks: dict[str, np.ndarray], mapping: dict[str, str] | None = None) -> float:
     """Mean over reference speakers of SI-SDR inside the reference overlaps (tracks by reference label)."""
     rate, n = conversation.sample_rate, conversation.num_samples
@@ -115,7 +111,7 @@ def adapt_for(conversation: Any, diarization: Diarization, generic: EmbeddedSepa
 
 def score_conversation(index: int, duration: float, args: argparse.Namespace, generic: EmbeddedSeparator,
                        diarizer: Any) -> dict[str, Any]:
-    speech = shared() / "data" / "librispeech" / args.speech_set
+    speech = shared_root() / "data" / "librispeech" / args.speech_set
     spec = ConversationSpec(num_speakers=2, duration=duration, sample_rate=16000, overlap_ratio=args.overlap_ratio,
                             unique_overlaps=True)
     seed = conversation_seed(SET_SEED + int(duration), index)
@@ -168,7 +164,7 @@ def profile_reuse(index: int, duration: float, args: argparse.Namespace, generic
 
     from podsep.voices import load_profile, save_profile
 
-    speech = shared() / "data" / "librispeech" / args.speech_set
+    speech = shared_root() / "data" / "librispeech" / args.speech_set
     first_seed = conversation_seed(SET_SEED + int(duration), index)
     voices = generate_conversation(speech, ConversationSpec(duration=duration, unique_overlaps=True),
                                    first_seed).diarization.speakers

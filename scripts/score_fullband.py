@@ -117,10 +117,6 @@ LSD_FLOOR_DB = -80.0  # spectra floored this far below the input's loudest bin a
 LIBRI_SEED, ROOM_SEED, FULLBAND_SEED, DEV_SEED = 5100, 5200, 5300, 500
 
 
-def shared() -> Path:
-    return shared_root()
-
-
 # ------------------------------------------------------------------------------------------------
 # material
 
@@ -197,7 +193,7 @@ def pair_case(names: tuple[str, str], clips: dict[str, np.ndarray], rate: int, r
 def fullband_cases(quick: bool) -> dict[int, list[Case]]:
     """48 kHz: every pair of the five native 48 kHz clips. 44.1 kHz: the two native 44.1 kHz clips
     together and each with every VCTK clip resampled to 44.1 kHz (content still to 20 kHz)."""
-    folder = shared() / "data" / "fullband"
+    folder = shared_root() / "data" / "fullband"
     files = {p.stem.replace("_mic1_44k", "").replace("_44k", ""): p for p in sorted(folder.iterdir())
              if p.suffix in (".wav", ".flac")}
     native = {n: sf.info(str(p)).samplerate for n, p in files.items()}
@@ -294,8 +290,8 @@ def unseen_dev_cases(count: int, folder: Path) -> list[Case]:
 def libri_cases(count: int, *, reverb: bool = False, dev: bool = False) -> list[Case]:
     """Generated 60 s conversations of test-other voices (evaluation), or of train-clean-100 voices
     (``dev``: the development set on which podsep's rules may be chosen)."""
-    speech = shared() / "data" / "librispeech" / ("train-clean-100" if dev else "test-other")
-    rooms = shared() / "data" / "meeting-sim"
+    speech = shared_root() / "data" / "librispeech" / ("train-clean-100" if dev else "test-other")
+    rooms = shared_root() / "data" / "meeting-sim"
     cases = []
     for index in range(count):
         seed = (DEV_SEED if dev else ROOM_SEED if reverb else LIBRI_SEED) + index
@@ -607,10 +603,8 @@ def band_sets_report(sets: list[tuple[str, dict, bool, float]]) -> dict[str, dic
             for name, rows, eight_k, band in sets}
 
 
-def finish(report: dict[str, Any], sets: list[tuple[str, dict, bool, float]], verdicts: list[dict],
-           started: float, json_path: Path | None) -> None:
-    """End a development run: print its time and write ``--json`` (the evaluation writes its own, larger report)."""
-    report["fullband"] = {"sets": band_sets_report(sets), "targets": verdicts}
+def finish(report: dict[str, Any], started: float, json_path: Path | None) -> None:
+    """End a run (the evaluation or a development set): print its time and write ``--json``."""
     report["seconds"] = time.perf_counter() - started
     print(f"\n{report['seconds']:.0f} s")
     if json_path:
@@ -797,7 +791,8 @@ def main() -> None:
     if args.dev_fullband is not None:
         sets = score_full_band(fullband_dev_cases(args.dev_fullband, args.conversations or 30), separator, "dev pairs")
         verdicts = print_band_table("Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
-        finish(report, sets, verdicts, started, args.json)
+        report["fullband"] = {"sets": band_sets_report(sets), "targets": verdicts}
+        finish(report, started, args.json)
         return
     if args.dev or args.dev_unseen:
         if args.dev_unseen:
@@ -812,7 +807,8 @@ def main() -> None:
                 for label, make in (("embedded 8 kHz", lambda c: separator), ("oracle 8 kHz", lambda c: Oracle(c, 8000)))]
         verdicts = print_band_table("Development set: inside overlaps, per voice, mean [min, max] (dB); band = 4 kHz",
                                     sets)
-        finish(report, sets, verdicts, started, args.json)
+        report["fullband"] = {"sets": band_sets_report(sets), "targets": verdicts}
+        finish(report, started, args.json)
         return
 
     # 1. full band
@@ -853,8 +849,8 @@ def main() -> None:
     hum = 0.005 * np.sin(2 * np.pi * 60 * np.arange(a.size) / 44100)
     stereo = np.stack([0.9 * a + 0.3 * b + hum, 0.3 * a + 0.9 * b + hum]).astype(np.float32)
     stereo_case = Case("stereo", 44100, stereo, stereo_source.references, stereo_source.diarization)
-    rooms_dir = shared() / "data" / "meeting-sim"
-    noisy = generate_conversation(shared() / "data" / "librispeech" / "test-other",
+    rooms_dir = shared_root() / "data" / "meeting-sim"
+    noisy = generate_conversation(shared_root() / "data" / "librispeech" / "test-other",
                                   ConversationSpec(duration=30.0, overlap_ratio=0.2, noise_snr=15.0), LIBRI_SEED + 99,
                                   noise_path=rooms_dir / "000_noise__0.wav")
     noisy_case = Case("noisy", 16000, noisy.mixture, noisy.references, noisy.diarization)
@@ -868,10 +864,7 @@ def main() -> None:
     # 4. seams
     report["seams"] = {"summary": print_seam_table(seam_groups),
                        "seams": {label: rows for label, rows in seam_groups}}
-    report["seconds"] = time.perf_counter() - started
-    print(f"\n{report['seconds']:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    finish(report, started, args.json)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,6 @@ from podsep.models.embedded.separator import DEFAULT_PASSES, PASS_KINDS, Embedde
 HELDOUT_SEED = 777  # the training script validates with its own seed; this set is separate
 
 
-def shared() -> Path:
-    return shared_root()
-
-
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     reference = reference - reference.mean()
     estimate = estimate - estimate.mean()
@@ -93,7 +89,7 @@ def heldout(separator: EmbeddedSeparator, count: int, speech_set: str = "test-ot
 
 def librimix(separator: EmbeddedSeparator) -> list[dict]:
     rows = []
-    for folder in sorted((shared() / "data" / "librimix").glob("ex_*")):
+    for folder in sorted((shared_root() / "data" / "librimix").glob("ex_*")):
         s0, rate = sf.read(str(folder / "s0.wav"), dtype="float32")
         s1, _ = sf.read(str(folder / "s1.wav"), dtype="float32")
         mix = s0 + s1
@@ -134,7 +130,7 @@ def assignment(separator: EmbeddedSeparator, count: int, duration: float, high: 
     from podsep.lab.metrics import si_sdr as metric_si_sdr
     from podsep.lab.synth import ConversationSpec, generate_conversation
 
-    speech = shared() / "data" / "librispeech" / speech_set
+    speech = shared_root() / "data" / "librispeech" / speech_set
     agree_time = total_time = 0.0
     windows = wrong = wrong_confident = 0
     confidences: list[tuple[float, bool]] = []
@@ -205,7 +201,7 @@ def dialogue(separator: EmbeddedSeparator) -> dict:
     from podsep.lab.evaluate import turns_from_tracks
     from podsep.lab.metrics import si_sdr as metric_si_sdr
 
-    audio = load_audio(shared() / "data" / "dialogues" / "MUL1011.opus")
+    audio = load_audio(shared_root() / "data" / "dialogues" / "MUL1011.opus")
     rate = audio.sample_rate
     references = {"agent": audio.samples[0].astype(np.float32), "user": audio.samples[1].astype(np.float32)}
     mixture = (references["agent"] + references["user"]).astype(np.float32)

@@ -99,10 +99,6 @@ def active_level(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x[active] ** 2))) + 1e-8 if np.any(active) else 1e-8
 
 
-def shared_dir() -> Path:
-    return shared_root()
-
-
 #: Where ``--data`` points: corpora packed by ``--pack`` (read instead of ``../shared``).
 PACKED_DATA: Path | None = None
 
@@ -173,7 +169,7 @@ def training_corpus(rate: int, extra_voices: list[Path] = ()) -> list[tuple[str,
     """
     if PACKED_DATA is not None:
         return unpack_corpus(PACKED_DATA, "train", rate) + extra_voice_corpus(extra_voices, rate)
-    base = shared_dir() / "data"
+    base = shared_root() / "data"
     items: list[tuple[str, np.ndarray]] = []
     for path in sorted((base / "librispeech" / "train-clean-100").glob("*.flac")):
         items.append(("ls" + path.name.split("-")[0], load_utterance(path, rate)))
@@ -203,7 +199,7 @@ def heldout_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
     """test-other utterances (evaluation only)."""
     if PACKED_DATA is not None:
         return unpack_corpus(PACKED_DATA, "heldout", rate)
-    base = shared_dir() / "data" / "librispeech" / "test-other"
+    base = shared_root() / "data" / "librispeech" / "test-other"
     items = []
     for speaker_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         for path in sorted(speaker_dir.glob("*.flac")):
@@ -250,7 +246,7 @@ def unseen_corpus(rate: int) -> list[tuple[str, np.ndarray]]:
       chain), the stretches of at least one second where the reference turns
       (the RTTMs) have that speaker alone: 16 of the fixtures' 27 speakers have any.
     """
-    base = shared_dir() / "data"
+    base = shared_root() / "data"
     items: list[tuple[str, np.ndarray]] = []
     for path in sorted((base / "meeting-sim").glob("000_source*.wav")):
         audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)

@@ -69,7 +69,7 @@ def development_pairs(count: int, seed: int = 5) -> list[tuple[str, str]]:
         return pairs
     used = {speaker for pair in DEV_PAIRS for speaker in pair}
     candidates = []
-    for path in sorted((shared() / "data" / "librispeech" / "train-clean-100").glob("*.flac")):
+    for path in sorted((shared_root() / "data" / "librispeech" / "train-clean-100").glob("*.flac")):
         speaker = path.name.split("-")[0]
         if speaker not in used and sf.info(str(path)).duration >= MIN_EXTRA_SECONDS:
             candidates.append(speaker)
@@ -118,14 +118,10 @@ def split_voice(audio: np.ndarray, rate: int, solo_seconds: float | None = None)
     return adaptation, audio[cut:]
 
 
-def shared() -> Path:
-    return shared_root()
-
-
 def load_speaker(speaker: str, rate: int, solo_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(adaptation part, test part) of the speaker's train-clean-100 utterance at ``rate``; the
     adaptation part cut to its first ``solo_seconds`` when given (an episode with little solo speech)."""
-    path = sorted((shared() / "data" / "librispeech" / "train-clean-100").glob(f"{speaker}-*.flac"))[0]
+    path = sorted((shared_root() / "data" / "librispeech" / "train-clean-100").glob(f"{speaker}-*.flac"))[0]
     audio, file_rate = sf.read(str(path), dtype="float32")
     return split_voice(resample(audio, file_rate, rate), rate, solo_seconds)
 
@@ -135,7 +131,7 @@ def voices() -> None:
     from podsep.models.embedded import EmbeddedDiarizer
 
     diarizer = EmbeddedDiarizer()
-    base = shared() / "data"
+    base = shared_root() / "data"
     sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train-clean-100 halves": [], "vctk16k utterances": []}
     for path in sorted((base / "librispeech" / "train-clean-100").glob("*.flac")):
         audio, rate = sf.read(str(path), dtype="float32")
