@@ -62,6 +62,11 @@ BUDGET_FRACTION = 0.10
 #: The session-23 network (a fourth repeat, 1.13 M parameters) costs 1.36-1.44x a step of the
 #: three-repeat one (min and median of ten steps each, alternating, one thread, both cores shared),
 #: about 1.07-1.14 of the old constant, so it rose to 1.1: a 60 s budget now buys 100 steps (was 110).
+#: Measured directly in session 25 (scripts/score_adaptation.py --durations 90 600 --budgets 30 default 120,
+#: alone on the idle machine): extra wall time about 15 s + 1.03 s a step with two workers, i.e. about
+#: 2.1 s of 2-core compute a step, so a budget takes 1.8-2.1x its seconds. Not changed yet: counting the
+#: step at its cost halves the steps (and part of the gain) of every row that learns the voices, which
+#: all have to be measured again with it (README, Known limitations).
 STEP_CORE_SECONDS = 1.1
 #: The budget is "seconds of 2-core compute": two workers (see :class:`_Trainer`) share each step,
 #: measured 0.463 s a step on the idle 2-core machine (1.96x one worker, identical weights).
