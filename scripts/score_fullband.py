@@ -597,10 +597,13 @@ def summarise_band(rows: dict[str, list[dict]], eight_k: bool) -> dict[str, dict
     return {r: {k: list(stat([row[k] for row in rows[r]])) for k in keys} for r in rows}
 
 
-def band_sets_report(sets: list[tuple[str, dict, bool, float]]) -> dict[str, dict]:
-    """The band table's sets as the ``--json`` report holds them: band, summary and every voice."""
-    return {name: {"band_hz": band, "summary": summarise_band(rows, eight_k), "voices": rows}
-            for name, rows, eight_k, band in sets}
+def band_report(title: str, sets: list[tuple[str, dict, bool, float]]) -> dict[str, Any]:
+    """Print the band table and return it as the ``--json`` report holds it: per set its band,
+    summary and every voice, and the targets' verdicts (every run, evaluation or development)."""
+    verdicts = print_band_table(title, sets)
+    return {"sets": {name: {"band_hz": band, "summary": summarise_band(rows, eight_k), "voices": rows}
+                     for name, rows, eight_k, band in sets},
+            "targets": verdicts}
 
 
 def finish(report: dict[str, Any], started: float, json_path: Path | None) -> None:
@@ -790,8 +793,8 @@ def main() -> None:
 
     if args.dev_fullband is not None:
         sets = score_full_band(fullband_dev_cases(args.dev_fullband, args.conversations or 30), separator, "dev pairs")
-        verdicts = print_band_table("Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
-        report["fullband"] = {"sets": band_sets_report(sets), "targets": verdicts}
+        report["fullband"] = band_report(
+            "Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
         finish(report, started, args.json)
         return
     if args.dev or args.dev_unseen:
@@ -805,9 +808,8 @@ def main() -> None:
         sets = [(f"{title}, {len(dev)} conv, {label}",
                  score_cases(dev, make, 4000.0, eight_k=False), False, 4000.0)
                 for label, make in (("embedded 8 kHz", lambda c: separator), ("oracle 8 kHz", lambda c: Oracle(c, 8000)))]
-        verdicts = print_band_table("Development set: inside overlaps, per voice, mean [min, max] (dB); band = 4 kHz",
-                                    sets)
-        report["fullband"] = {"sets": band_sets_report(sets), "targets": verdicts}
+        report["fullband"] = band_report(
+            "Development set: inside overlaps, per voice, mean [min, max] (dB); band = 4 kHz", sets)
         finish(report, started, args.json)
         return
 
@@ -821,12 +823,10 @@ def main() -> None:
         rows = score_cases(libri, make, 4000.0, eight_k=False, seam_rows=seam_rows)
         band_sets.append((f"16 kHz test-other, {len(libri)} conv, {label}", rows, False, 4000.0))
         seam_groups.append((f"16 kHz test-other, {label}", seam_rows))
-    verdicts = print_band_table("Full band: inside overlaps, per voice, mean [min, max] (dB); band = model's Nyquist",
-                                band_sets)
-    report["fullband"] = {"sets": band_sets_report(band_sets),
-                          "targets": verdicts,
-                          "cases": {str(rate): [{"name": c.name, **c.info} for c in cases]
-                                    for rate, cases in fullband.items()}}
+    report["fullband"] = band_report(
+        "Full band: inside overlaps, per voice, mean [min, max] (dB); band = model's Nyquist", band_sets)
+    report["fullband"]["cases"] = {str(rate): [{"name": c.name, **c.info} for c in cases]
+                                   for rate, cases in fullband.items()}
 
     # 2. the room
     room = libri_cases(rooms, reverb=True)
