@@ -48,32 +48,32 @@ from .intervals import SpeakerActivity
 MODES = ADAPT_MODES  # the config's own list: one place says which modes exist
 
 #: Seconds of 2-core compute given to adaptation: ``max(MIN_BUDGET_S, BUDGET_FRACTION * duration)``.
-MIN_BUDGET_S = 60.0
+#: On two free cores that is about the extra wall time it takes (measured below). 115 s buys the
+#: 100 steps that every measured row since session 23 trained (the budget was 60 s then, counted
+#: at half a step's real cost); a tenth of the recording takes over from about 19 minutes on.
+MIN_BUDGET_S = 115.0
 BUDGET_FRACTION = 0.10
 
-#: CPU seconds one training step costs at the model size shipped until session 18 (0.59 M parameters, all of them
-#: trained, a batch of BATCH mixtures of CROP_SECONDS in MICRO_BATCHES parts), on this project's
-#: 2-core machine: 0.91 s with both cores idle, 0.985 s while a training job held the other core.
-#: Since the network's gLN runs through torch's fused group norm a step costs about 0.58 of that
-#: (measured back to back on the same machine), but this machine's speed varies by day (1.0-2.2 s a
-#: step measured idle on a slow day), so the constant stays: a budget now takes at most its time.
-#: The session-19 network (a third TCN repeat, 0.86 M parameters) costs about 1.36x a step of the
-#: two-repeat one (measured back to back, one thread), about 0.79 of this constant: still within it.
-#: The session-23 network (a fourth repeat, 1.13 M parameters) costs 1.36-1.44x a step of the
-#: three-repeat one (min and median of ten steps each, alternating, one thread, both cores shared),
-#: about 1.07-1.14 of the old constant, so it rose to 1.1: a 60 s budget now buys 100 steps (was 110).
-#: Measured directly in session 25 (scripts/score_adaptation.py --durations 90 600 --budgets 30 default 120,
-#: alone on the idle machine): extra wall time about 15 s + 1.03 s a step with two workers, i.e. about
-#: 2.1 s of 2-core compute a step, so a budget takes 1.8-2.1x its seconds. Not changed yet: counting the
-#: step at its cost halves the steps (and part of the gain) of every row that learns the voices, which
-#: all have to be measured again with it (README, Known limitations).
-STEP_CORE_SECONDS = 1.1
+#: CPU seconds one training step costs on this project's 2-core machine (four TCN repeats, 1.13 M
+#: parameters, all of them trained, a batch of BATCH mixtures of CROP_SECONDS in MICRO_BATCHES parts,
+#: two workers). Measured in session 26 on the idle machine, 8 and 100 steps of the 90 s and the
+#: 10-minute conversations of scripts/score_adaptation.py (the difference of the two runs over the
+#: 92 steps between them): 0.91 and 1.00 s of wall time a step with two workers, so 1.8-2.0 s of
+#: 2-core compute; session 25 measured 1.03 s a step the same way. History: 0.91 s (one worker,
+#: idle) for the two-repeat network until session 18; from session 19 the constant was scaled
+#: by relative measurements of the grown networks (1.0, then 1.1 for four repeats in session 23),
+#: which undercounted the step by about half: a "60 s" budget took 109-127 s (session 25).
+STEP_CORE_SECONDS = 2.0
 #: The budget is "seconds of 2-core compute": two workers (see :class:`_Trainer`) share each step,
-#: measured 0.463 s a step on the idle 2-core machine (1.96x one worker, identical weights).
+#: and the never-worse check's separations are shared between them the same way.
 BUDGET_CORES = 2
-#: Seconds of the budget kept for what is not a training step: collecting the solo speech and
-#: scoring the validation mixtures twice (about 5 CPU seconds measured, single-threaded).
-FIXED_COST_S = 5.0
+#: Seconds of the budget kept for what is not a training step, measured in session 26 (the same
+#: runs, the intercept of the two): 13.9-15.3 s of wall time, of which about 11 s are the
+#: never-worse check (the validation mixtures separated three times: the incoming model, then
+#: the adapted one with each kind of second pass, on both cores) and about 2 s the first
+#: optimiser's import of torch's compiler modules. Before session 26 the check ran on one core
+#: (about 18 s) and this constant said 5.
+FIXED_COST_S = 15.0
 #: What one step costs of the budget. Used only to turn a budget into a number of steps
 #: (:func:`steps_for_budget`); nothing compares it with a clock.
 SECONDS_PER_STEP = STEP_CORE_SECONDS / BUDGET_CORES
@@ -108,7 +108,7 @@ SHAPES = (("full", 0.3), ("handover", 0.4), ("interjection", 0.3))
 #: pairs whose gain was small), so a short episode's voices are learnt too.
 MIN_SOLO_S = 6.0
 #: ``auto`` leaves a recording with less overlapped speech than this to the generic model: learning
-#: the voices costs a minute of compute at least (:func:`adaptation_budget`), and below two seconds
+#: the voices costs two minutes of compute at least (:func:`adaptation_budget`), and below two seconds
 #: of overlap it would improve less audio than it takes compute. A product choice, not a measured
 #: optimum: the bundled 30 s sample holds 0.4 s of overlap (adapting took it from about 13 s to
 #: 2 min 45 s), the real phone dialogue ``dialogues/MUL1011.opus`` 4.4 s (where adapting gained 7 dB
@@ -228,7 +228,7 @@ class AdaptationPlan:
 
 
 def adaptation_budget(duration_s: float, cap_s: float | None = None) -> float:
-    """Seconds of compute for a recording: ``max(60 s, 10 % of it)``, never above ``cap_s``."""
+    """Seconds of compute for a recording: ``max(115 s, 10 % of it)``, never above ``cap_s``."""
     budget = max(MIN_BUDGET_S, BUDGET_FRACTION * max(0.0, float(duration_s)))
     if cap_s is not None:
         budget = min(budget, max(0.0, float(cap_s)))
@@ -414,7 +414,7 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
     try:
         valid_mix, valid_src = validation_mixtures(valid_audio, pairs, rate, seed, shapes)
         model = copy.deepcopy(network).to("cpu").float()
-        before = score_separation(base, valid_mix, valid_src)  # the incoming model as it separates (its passes)
+        before = score_separation(base, valid_mix, valid_src, workers)  # the incoming model as it separates
         trainer = _Trainer(model, trainable, learning_rate, workers)
         n = int(round(crop_seconds * rate))
         try:
@@ -443,8 +443,8 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
         return AdaptationResult(False, "no training step in the budget: kept the incoming model", 0, budget,
                                 before, before, time.perf_counter() - started, separator, tuple(pairs), None, details)
     candidate = _adapted_network(base, state, digest)
-    kind, kind_scores = choose_pass_kind(candidate, valid_mix, valid_src)
-    after = kind_scores[kind] if kind_scores else score_separation(candidate, valid_mix, valid_src)
+    kind, kind_scores = choose_pass_kind(candidate, valid_mix, valid_src, workers)
+    after = kind_scores[kind] if kind_scores else score_separation(candidate, valid_mix, valid_src, workers)
     if not keeps_adapted(before, after, min_gain_db):
         reason = (f"the adapted model did not beat the incoming one on held-out solo speech "
                   f"({after:.2f} dB against {before:.2f} dB): kept the incoming model")
@@ -504,7 +504,7 @@ def _adapted_separator(base: Any, adapted: Any, digest: str, details: dict[str, 
     return adapted
 
 
-def choose_pass_kind(separator: Any, mixtures: Any, sources: Any) -> tuple[str, dict[str, float]]:
+def choose_pass_kind(separator: Any, mixtures: Any, sources: Any, workers: int = 1) -> tuple[str, dict[str, float]]:
     """Give ``separator`` the kind of passes whose separations of the validation mixtures score
     higher (PIT SI-SDR improvement, :func:`score_separation`); return it and both scores.
     ``polarity`` on a tie or with a single pass (nothing to choose, no scores)."""
@@ -516,19 +516,45 @@ def choose_pass_kind(separator: Any, mixtures: Any, sources: Any) -> tuple[str, 
     scores = {}
     for kind in PASS_KINDS:
         separator.pass_kind = kind
-        scores[kind] = round(score_separation(separator, mixtures, sources), 3)
+        scores[kind] = round(score_separation(separator, mixtures, sources, workers), 3)
     separator.pass_kind = max(PASS_KINDS, key=lambda kind: (scores[kind], kind == PASS_KINDS[0]))
     return separator.pass_kind, scores
 
 
-def score_separation(separator: Any, mixtures: Any, sources: Any) -> float:
+def score_separation(separator: Any, mixtures: Any, sources: Any, workers: int = 1) -> float:
     """Mean PIT SI-SDR improvement (dB) of ``separator`` as it separates in use (all its passes) over
-    the mixtures themselves: the never-worse check compares the models as they would run."""
+    the mixtures themselves: the never-worse check compares the models as they would run.
+
+    With ``workers`` > 1 the mixtures are separated in that many contiguous parts side by side,
+    one torch thread each (:func:`separate_side_by_side`): the same numbers, in about half the
+    wall time on two cores. The check scores three times per episode (the incoming model, then
+    the adapted one with each kind of second pass), about 18 s of one core on the 24 validation
+    mixtures: most of what a budget keeps for work that is not a training step."""
     import torch
 
-    estimates = torch.from_numpy(np.stack(separator.separate_batch(list(mixtures.numpy()), separator.sample_rate)))
+    estimates = torch.from_numpy(np.stack(separate_side_by_side(separator, list(mixtures.numpy()), workers)))
     improvement = pit_si_sdr(estimates, sources) - pit_si_sdr(torch.stack([mixtures, mixtures], 1), sources)
     return float(improvement.mean())
+
+
+def separate_side_by_side(separator: Any, mixtures: list[np.ndarray], workers: int = 1) -> list[np.ndarray]:
+    """``separator.separate_batch`` of ``mixtures`` at the model's rate, in ``workers`` threads.
+
+    The embedded separator runs each mixture as its own forward pass with one torch
+    thread (and sets that in whichever thread calls it), so each part's outputs are
+    bit-identical to a single call's and only the wall time changes.
+    """
+    rate = separator.sample_rate
+    workers = max(1, min(int(workers), len(mixtures)))
+    if workers == 1:
+        return separator.separate_batch(mixtures, rate)
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, len(mixtures), workers + 1).round().astype(int)
+    parts = [mixtures[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podsep-score") as pool:
+        separated = list(pool.map(lambda part: separator.separate_batch(part, rate), parts))
+    return [estimate for part in separated for estimate in part]
 
 
 def state_digest(state: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ collection, training and validation) and the growth of resident memory while
 it runs are reported beside it.
 
     OMP_NUM_THREADS=1 python scripts/score_adaptation.py --weights podsep/data/separator.pt \\
-        --durations 90 600 --count 3 --budgets 30 default 120 --embedded-diarizer --reuse 2 \
+        --durations 90 600 --count 3 --budgets 60 default 224 --embedded-diarizer --reuse 2 \
         --json runs/adaptation.json
 
 ``--reuse N`` adds N pairs of 90 s episodes of the same two voices (the second episode's overlapped
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--durations", nargs="+", type=float, default=[90.0, 600.0])
     parser.add_argument("--count", type=int, default=3, help="conversations per duration")
     parser.add_argument("--first-index", type=int, default=0, help="start at this conversation of each set")
-    parser.add_argument("--budgets", nargs="+", default=["30", "default", "120"],
+    parser.add_argument("--budgets", nargs="+", default=["60", "default", "224"],
                         help="adaptation budgets in seconds, or 'default'")
     parser.add_argument("--overlap-ratio", type=float, default=0.15)
     parser.add_argument("--speech-set", default="test-other")

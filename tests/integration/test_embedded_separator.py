@@ -154,6 +154,27 @@ def test_an_adapted_model_chooses_its_passes_on_the_episode_speech(random_weight
     assert single == ("polarity", {})  # one pass: nothing to choose
 
 
+def test_the_never_worse_check_separates_on_two_workers_with_the_same_numbers(random_weights):
+    """The check's separations are shared between the adaptation's two workers to save wall time
+    (podsep.adapt.separate_side_by_side); every estimate, and so every score, is bit-identical."""
+    import torch
+
+    from podsep.adapt import score_separation, separate_side_by_side
+
+    rng = np.random.default_rng(11)
+    sources = torch.from_numpy(rng.standard_normal((5, 2, 8000 * 2)).astype(np.float32))  # odd: unequal parts
+    mixtures = sources.sum(1)
+    separator = EmbeddedSeparator(random_weights, passes=2).load()
+    alone = separator.separate_batch(list(mixtures.numpy()), 8000)
+    shared = separate_side_by_side(separator, list(mixtures.numpy()), workers=2)
+    assert len(shared) == len(alone) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(alone, shared))  # same order, same bits
+    assert score_separation(separator, mixtures, sources, workers=2) == score_separation(separator, mixtures, sources)
+    threads = torch.get_num_threads()
+    separate_side_by_side(separator, list(mixtures.numpy()), workers=2)
+    assert torch.get_num_threads() == threads  # the caller's thread setting is left as it was
+
+
 def test_weights_that_name_their_pass_kind_load_with_it(random_weights, tmp_path):
     import torch
 

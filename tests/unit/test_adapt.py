@@ -15,9 +15,10 @@ from podsep.voices import MATCH_THRESHOLD, load_profile, match_voices, save_prof
 # -- budget and steps ---------------------------------------------------------------------------
 
 
-def test_budget_is_a_minute_or_a_tenth_of_the_recording_and_capped() -> None:
-    assert adapt.adaptation_budget(90.0) == 60.0
-    assert adapt.adaptation_budget(600.0) == 60.0
+def test_budget_is_its_minimum_or_a_tenth_of_the_recording_and_capped() -> None:
+    assert adapt.adaptation_budget(90.0) == adapt.MIN_BUDGET_S == 115.0
+    assert adapt.adaptation_budget(600.0) == 115.0
+    assert adapt.adaptation_budget(1200.0) == pytest.approx(120.0)
     assert adapt.adaptation_budget(3600.0) == pytest.approx(360.0)
     assert adapt.adaptation_budget(3600.0, cap_s=120.0) == 120.0
     assert adapt.adaptation_budget(90.0, cap_s=0.0) == 0.0
@@ -30,6 +31,8 @@ def test_steps_are_the_budget_over_the_fixed_step_cost() -> None:
     assert adapt.steps_for_budget(0.0) == 0 and adapt.steps_for_budget(2.0, fixed_cost_s=5.0) == 0
     assert adapt.steps_for_budget(adapt.SECONDS_PER_STEP * 10 + adapt.FIXED_COST_S) == 10  # no rounding down
     assert adapt.SECONDS_PER_STEP == adapt.STEP_CORE_SECONDS / adapt.BUDGET_CORES
+    # the default budget buys the 100 steps every measured row trained (README, Learning the voices)
+    assert adapt.steps_for_budget(adapt.adaptation_budget(600.0)) == 100
     with pytest.raises(ValueError):
         adapt.steps_for_budget(10.0, 0.0)
 
@@ -43,7 +46,8 @@ def test_plan_turns_the_budget_into_steps_before_training() -> None:
     assert plan.solo_seconds == {"A": 40.0, "B": 30.0}
     capped = adapt.plan_adaptation(3600.0, solo, [("B", "A")], budget_cap_s=30.0)
     assert capped.steps == adapt.steps_for_budget(30.0) and capped.pairs == (("A", "B"),)
-    explicit = adapt.plan_adaptation(90.0, solo, [("A", "B")], budget_s=15.0, seconds_per_step=2.0)
+    explicit = adapt.plan_adaptation(90.0, solo, [("A", "B")], budget_s=adapt.FIXED_COST_S + 10.0,
+                                     seconds_per_step=2.0)
     assert explicit.steps == 5
     json.dumps(plan.to_manifest())
 
