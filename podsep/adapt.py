@@ -546,7 +546,7 @@ def separate_side_by_side(separator: Any, mixtures: list[np.ndarray], workers: i
     """
     rate = separator.sample_rate
     workers = max(1, min(int(workers), len(mixtures)))
-    if workers == 1:
+    if workers == 1 or str(getattr(separator, "device", "cpu")) != "cpu":  # a GPU runs them one after the other anyway
         return separator.separate_batch(mixtures, rate)
     from concurrent.futures import ThreadPoolExecutor
 
