@@ -39,6 +39,40 @@ def test_adaptation_runs_once_per_separator_and_recording(monkeypatch: pytest.Mo
     assert len(calls) == 3
 
 
+class _Weights:
+    """A stand-in for a separator with weights (an embedded model has their sha256)."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+
+
+def test_the_adaptation_cache_serves_a_later_run_and_skips_separators_without_weights(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--adapt-cache DIR``: a later run (a fresh process: a fresh in-memory table) with the same
+    weights and recording loads the adapted model instead of adapting again; other weights or another
+    recording adapt; an oracle (no weights) is never written to the cache."""
+    calls = []
+
+    def fake_learn(separator, *args):
+        calls.append((getattr(separator, "sha256", None), args[-1]))
+        return f"adapted-{len(calls)}", {"used": True, "steps": 100}
+
+    def run(separator, fingerprint):
+        monkeypatch.setattr(podsep.pipeline, "learn_episode_voices", fake_learn)
+        _scorer().adapt_once_per_conversation(tmp_path / "cache")
+        return podsep.pipeline.learn_episode_voices(separator, "source", "activity", fingerprint)
+
+    weights = _Weights("ab" * 32)
+    assert run(weights, "f" * 64) == ("adapted-1", {"used": True, "steps": 100})
+    assert run(_Weights("ab" * 32), "f" * 64) == ("adapted-1", {"used": True, "steps": 100})  # from disk
+    assert len(calls) == 1
+    assert run(_Weights("cd" * 32), "f" * 64)[0] == "adapted-2"
+    assert run(weights, "e" * 64)[0] == "adapted-3"
+    assert len(list((tmp_path / "cache").glob("*.pkl"))) == 3
+    assert run(object(), "f" * 64)[0] == "adapted-4"  # an oracle: adapted (here, asked) every time, never cached
+    assert len(list((tmp_path / "cache").glob("*.pkl"))) == 3 and not list((tmp_path / "cache").glob("*.partial"))
+
+
 def test_separator_is_kept_as_given_unless_adapt_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     scorer = _scorer()
     assert scorer.fixed_model() == {"separation.adapt": "off"}
