@@ -45,7 +45,18 @@ whom, and the parts always add up to the original.
   (``above_band_fit_prior``; podsep's embedded model, whose outputs leak between
   the voices, 0.1) and any other (SepFormer, a user's, a test double) gets
   EXTENSION_FIT_PRIOR, 1: ideal estimates gain 0.8 dB with it, and 7 of the 8
-  development conversations gain. The fitted gains are then smoothed over
+  development conversations gain. Where the tilt rule predicts (a voice with
+  little solo speech, so only its average tilt is known) the fit is evidence of
+  another kind: the mixture's shape above the band is matched by voices whose
+  shapes are averages, and good estimates lose by it. On the full-band
+  development pairs (``score_fullband.py --dev-fullband``, about 2 s alone per
+  voice) ideal 16 kHz estimates gave 10.6 / 7.3 dB above the band at 48 / 44.1
+  kHz fitted with prior 1, 11.1 / 8.7 with 3, 11.4 / 9.9 with 10 and 11.4 / 10.0
+  unfitted; on the 16 kHz development sets with the tilt rule forced, 6.5 / 5.8
+  with 1 and 6.6 / 5.8 with 10 (training / unseen voices). So such a separator's
+  tilt-rule windows get TILT_FIT_PRIOR, 10 (``tilt_fit_prior``); the embedded
+  model keeps 0.1 there as well (its top-of-band shares leak: with 1 the 16 kHz
+  sets lost 2.5 and 1.8 dB). The fitted gains are then smoothed over
   about 24 ms each side (EXTENSION_FIT_SMOOTH_SECONDS): one frame's eight band
   energies are little evidence, and on the development set the smoothing moved
   the embedded model from 3.48 to 3.79 dB and ideal estimates from 9.52 to 9.57.
@@ -73,6 +84,7 @@ EXTENSION_LOW_HZ = 150.0
 EXTENSION_PRIOR_FRAMES = 30.0  # the tilt rule (below) counts as this many frames of evidence: short solo speech stays near it
 EXTENSION_SHRINK = 1.5  # shares follow predicted level differences divided by this (uncertain predictions: softer shares)
 EXTENSION_FIT_PRIOR = 1.0  # pull of the per-frame log gains towards 0 in the fit to the mixture, for estimates as good as ideal ones; see above
+TILT_FIT_PRIOR = 10.0  # the same pull where the tilt rule predicts (a voice under EXTENSION_MIN_SECONDS alone), for such estimates; see above
 FIT_TO_MIXTURE = True  # False: predictions above the band are used as they are (before session 10; the lab compares)
 EXTENSION_FIT_SMOOTH_SECONDS = 0.024  # half-width of the Hann window over which the fitted log gains are averaged in time; see _fit_to_mixture
 EXTENSION_FIT_ITERATIONS = 6  # Gauss-Newton steps of that fit (converged well before: the problem is 2-3 unknowns a frame)
@@ -278,7 +290,7 @@ def consistent_gains(mixture: np.ndarray, sources: np.ndarray) -> np.ndarray:
 
 def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *, band_hz: float | None = None,
                    voices: Sequence[VoiceSpectrum] | None = None, certainty: float = 1.0,
-                   fit_prior: float | None = None) -> np.ndarray:
+                   fit_prior: float | None = None, tilt_fit_prior: float | None = None) -> np.ndarray:
     """Share the window's original audio between the separated sources.
 
     ``mixture``: ``(channels, n)`` original audio; ``sources``: ``(k, n)`` the
@@ -287,7 +299,9 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     full band); ``voices``: each source's :class:`VoiceSpectrum` (measured at
     ``sample_rate`` for ``band_hz``; ``None``: even tilt); ``certainty``: how sure the assignment is, 0 (a guess: even
     shares) to 1; ``fit_prior``: how far the estimates are trusted above the band
-    (:func:`_fit_to_mixture`; ``None``: EXTENSION_FIT_PRIOR). Returns
+    (:func:`_fit_to_mixture`; ``None``: EXTENSION_FIT_PRIOR) where the per-voice
+    regression predicts, ``tilt_fit_prior`` the same where the tilt rule does
+    (``None``: TILT_FIT_PRIOR). Returns
     ``(k, channels, n)`` whose sum over ``k`` is ``mixture`` (to float precision).
 
     The shares (how a cell's residual is split, and every cell above the band)
@@ -303,8 +317,9 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     mono_estimates = transform.forward(sources * consistent_gains(mono, sources)[:, None])  # (k, bins, frames)
     mono_spectrum = transform.forward(mono)  # the shares' evidence above the band, and a mono input's own spectrum
     prior = EXTENSION_FIT_PRIOR if fit_prior is None else float(fit_prior)
+    tilt_prior = TILT_FIT_PRIOR if tilt_fit_prior is None else float(tilt_fit_prior)
     weights, high, inside = _shares(mono_estimates, np.abs(mono_spectrum) ** 2, freqs, band_hz, voices, prior,
-                                    frame_seconds=transform.hop / sample_rate)
+                                    tilt_prior, frame_seconds=transform.hop / sample_rate)
     certainty = float(np.clip(certainty, 0.0, 1.0))
     out = np.zeros((k, mixture.shape[0], n))
     for channel, signal in enumerate(mixture):
@@ -324,7 +339,7 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
 
 
 def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray, band_hz: float | None,
-            voices: Sequence[VoiceSpectrum] | None, fit_prior: float, *,
+            voices: Sequence[VoiceSpectrum] | None, fit_prior: float, tilt_fit_prior: float, *,
             frame_seconds: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """How cells are shared, decided on the mono mixture (``mixture_power``: its ``(bins, frames)`` power).
 
@@ -345,6 +360,7 @@ def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray,
         levels = np.stack(predicted)
     else:
         levels = _tilted_top_shares(power, freqs, band_hz, inside, voices)
+        fit_prior = tilt_fit_prior
     if FIT_TO_MIXTURE:
         _, bands_above, _ = VoiceSpectrum._bands(freqs, band_hz)  # the regression's own bands above
         smoothing = EXTENSION_FIT_SMOOTH_SECONDS / frame_seconds

@@ -60,7 +60,7 @@ def separate_and_assign(
         rendering = settings.assembly.overlap_rendering
         band_hz = separator_band(separator, rate)
         spectra = speaker_spectra(source, activity, band_hz) if rendering == "rebuild" and band_hz is not None else None
-        fit_prior = fit_prior_of(separator)
+        fit_priors = fit_prior_of(separator), tilt_fit_prior_of(separator)  # regression, tilt rule
         results: list[WindowAssignment | None] = [None] * len(windows)
         previous_by_region: dict[int, int] = {}
         assign_seconds = 0.0
@@ -98,7 +98,7 @@ def separate_and_assign(
                          f"separated the {len(outcome.source_index)} most active, "
                          f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
             if rendering == "rebuild":
-                rebuild(outcome, audio, sources, rate, band_hz, spectra, fit_prior)
+                rebuild(outcome, audio, sources, rate, band_hz, spectra, *fit_priors)
             results[index] = outcome
             if earlier_index is not None and results[earlier_index] is not None:
                 trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
@@ -170,7 +170,8 @@ def certainty_of(confidence: float) -> float:
 
 
 def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, rate: int, band_hz: float | None,
-            spectra: dict[str, VoiceSpectrum] | None, fit_prior: float | None = None) -> None:
+            spectra: dict[str, VoiceSpectrum] | None, fit_prior: float | None = None,
+            tilt_fit_prior: float | None = None) -> None:
     """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`)."""
     assigned = outcome.speakers
     order = [outcome.source_index[s] for s in assigned]
@@ -183,7 +184,7 @@ def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, r
         above = "voice regression" if all(v.extension is not None for v in voices) else "solo tilt"
     certainty = certainty_of(outcome.confidence)
     shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty,
-                            fit_prior=fit_prior)
+                            fit_prior=fit_prior, tilt_fit_prior=tilt_fit_prior)
     description = {"method": "rebuild", "certainty": round(certainty, 4), "model_band_hz": band_hz}
     if band_hz is not None:
         description["above_band"] = above or "even tilt"
@@ -242,6 +243,7 @@ def rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, A
             "extended_above_band": extended,
             "above_band_fitted_to_mixture": fitted,
             "above_band_fit_prior": fit_prior_of(separator) if fitted else None,
+            "above_band_tilt_fit_prior": tilt_fit_prior_of(separator) if fitted else None,
             "above_band_fit_smoothing_seconds": reconstruct.EXTENSION_FIT_SMOOTH_SECONDS if fitted else None}
 
 
@@ -256,3 +258,14 @@ def fit_prior_of(separator: Any) -> float:
     if isinstance(value, (int, float)) and value > 0:
         return float(value)
     return reconstruct.EXTENSION_FIT_PRIOR
+
+
+def tilt_fit_prior_of(separator: Any) -> float:
+    """The same trust where the tilt rule predicts (voices with under 4 s alone): a separator may say
+    so itself (``above_band_tilt_fit_prior``: the embedded model, 0.1 as above); any other gets
+    ``reconstruct.TILT_FIT_PRIOR``, which leaves good estimates' top-of-band shares nearly as they are
+    (see podsep.reconstruct)."""
+    value = getattr(separator, "above_band_tilt_fit_prior", None)
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    return reconstruct.TILT_FIT_PRIOR

@@ -139,6 +139,30 @@ def test_silence_above_the_band_stays_finite(monkeypatch, prior):
     assert np.all(np.isfinite(parts)) and np.allclose(parts.sum(axis=0), mixture, atol=1e-5)
 
 
+def test_each_rule_above_the_band_is_fitted_with_its_own_prior():
+    """``fit_prior`` acts where the per-voice regression predicts, ``tilt_fit_prior`` where the tilt
+    rule does (voices under 4 s alone): a trusted separator's tilt-rule windows are fitted loosely
+    (session 27, development pairs) while its regression windows keep their fit."""
+    rng = np.random.default_rng(9)
+    a, b = _coloured(rng, 1.0, 0.0), _coloured(rng, 1.0, -9.0)
+    mixture = (a + b)[None, :].astype(np.float32)
+    estimates = np.stack([_lowpass(0.8 * a + 0.2 * b), _lowpass(0.8 * b + 0.2 * a)]).astype(np.float32)
+
+    def render(voices, **priors):
+        return rebuild_window(mixture, estimates, RATE, band_hz=BAND, voices=voices, **priors)
+
+    learnt = [VoiceSpectrum.measure(_levels(rng, _coloured(rng, 6.0, t)), RATE, BAND) for t in (0.0, -9.0)]
+    short = [VoiceSpectrum.measure(_coloured(rng, 2.0, t), RATE, BAND) for t in (0.0, -9.0)]
+    assert all(v.extension is not None for v in learnt) and all(v.extension is None for v in short)
+    assert np.array_equal(render(learnt, fit_prior=0.1, tilt_fit_prior=0.1),
+                          render(learnt, fit_prior=0.1, tilt_fit_prior=10.0))
+    assert not np.allclose(render(learnt, fit_prior=0.1), render(learnt, fit_prior=10.0), atol=1e-4)
+    assert np.array_equal(render(short, fit_prior=0.1, tilt_fit_prior=10.0),
+                          render(short, fit_prior=1.0, tilt_fit_prior=10.0))
+    assert not np.allclose(render(short, tilt_fit_prior=0.1), render(short, tilt_fit_prior=10.0), atol=1e-4)
+    assert np.array_equal(render(short), render(short, tilt_fit_prior=podsep.reconstruct.TILT_FIT_PRIOR))
+
+
 def test_too_little_solo_speech_keeps_the_tilt_rule():
     rng = np.random.default_rng(5)
     voice = VoiceSpectrum.measure(_coloured(rng, 3.0, -3.0), RATE, BAND)
