@@ -254,10 +254,7 @@ def fit_prior_of(separator: Any) -> float:
     model, whose outputs leak between voices, says 0.1); any other gets
     ``reconstruct.EXTENSION_FIT_PRIOR``.
     """
-    value = getattr(separator, "above_band_fit_prior", None)
-    if isinstance(value, (int, float)) and value > 0:
-        return float(value)
-    return reconstruct.EXTENSION_FIT_PRIOR
+    return _declared_prior(separator, "above_band_fit_prior", reconstruct.EXTENSION_FIT_PRIOR)
 
 
 def tilt_fit_prior_of(separator: Any) -> float:
@@ -265,7 +262,11 @@ def tilt_fit_prior_of(separator: Any) -> float:
     so itself (``above_band_tilt_fit_prior``: the embedded model, 0.1 as above); any other gets
     ``reconstruct.TILT_FIT_PRIOR``, which leaves good estimates' top-of-band shares nearly as they are
     (see podsep.reconstruct)."""
-    value = getattr(separator, "above_band_tilt_fit_prior", None)
+    return _declared_prior(separator, "above_band_tilt_fit_prior", reconstruct.TILT_FIT_PRIOR)
+
+
+def _declared_prior(separator: Any, attribute: str, default: float) -> float:
+    value = getattr(separator, attribute, None)
     if isinstance(value, (int, float)) and value > 0:
         return float(value)
-    return reconstruct.TILT_FIT_PRIOR
+    return default
