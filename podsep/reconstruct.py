@@ -357,14 +357,13 @@ def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray,
     inside = freqs < BAND_MARGIN * band_hz
     predicted = [v.predict_above(p, freqs) for v, p in zip(voices, power)] if voices is not None else [None]
     if all(p is not None for p in predicted):
-        levels = np.stack(predicted)
+        levels, prior = np.stack(predicted), fit_prior
     else:
-        levels = _tilted_top_shares(power, freqs, band_hz, inside, voices)
-        fit_prior = tilt_fit_prior
+        levels, prior = _tilted_top_shares(power, freqs, band_hz, inside, voices), tilt_fit_prior
     if FIT_TO_MIXTURE:
         _, bands_above, _ = VoiceSpectrum._bands(freqs, band_hz)  # the regression's own bands above
         smoothing = EXTENSION_FIT_SMOOTH_SECONDS / frame_seconds
-        levels = _fit_to_mixture(levels, mixture_power[~inside], bands_above[:, ~inside], fit_prior,
+        levels = _fit_to_mixture(levels, mixture_power[~inside], bands_above[:, ~inside], prior,
                                  smoothing_frames=smoothing)
     # Either rule's predictions are uncertain: shares follow their level differences divided by
     # EXTENSION_SHRINK (for the tilt rule, development set, tilt row of score_fullband --dev: embedded
