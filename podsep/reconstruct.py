@@ -56,7 +56,14 @@ whom, and the parts always add up to the original.
   with 1 and 6.6 / 5.8 with 10 (training / unseen voices). So such a separator's
   tilt-rule windows get TILT_FIT_PRIOR, 10 (``tilt_fit_prior``); the embedded
   model keeps 0.1 there as well (its top-of-band shares leak: with 1 the 16 kHz
-  sets lost 2.5 and 1.8 dB). The fitted gains are then smoothed over
+  sets lost 2.5 and 1.8 dB), and its tilt-rule shares are softened more than a
+  trusted separator's (``tilt_shrink`` 2 instead of EXTENSION_SHRINK's 1.5: a
+  leaky estimate's share of the top of the band is a weak clue, and a share
+  pushed the wrong way costs a voice with little hiss far more than an even one;
+  session 28, short pairs of development voices, above the band: 48 / 44.1 kHz
+  klettres pairs 2.55 -> 2.78 / 0.74 -> 1.13 dB, 16 kHz pairs of VCTK / unseen
+  voices -1.49 -> -1.06 / 0.20 -> 0.48; ideal estimates lose with it, 9.77 ->
+  9.49 / 9.04 -> 8.74, so other separators keep 1.5). The fitted gains are then smoothed over
   about 24 ms each side (EXTENSION_FIT_SMOOTH_SECONDS): one frame's eight band
   energies are little evidence, and on the development set the smoothing moved
   the embedded model from 3.48 to 3.79 dB and ideal estimates from 9.52 to 9.57.
@@ -290,7 +297,8 @@ def consistent_gains(mixture: np.ndarray, sources: np.ndarray) -> np.ndarray:
 
 def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *, band_hz: float | None = None,
                    voices: Sequence[VoiceSpectrum] | None = None, certainty: float = 1.0,
-                   fit_prior: float | None = None, tilt_fit_prior: float | None = None) -> np.ndarray:
+                   fit_prior: float | None = None, tilt_fit_prior: float | None = None,
+                   tilt_shrink: float | None = None) -> np.ndarray:
     """Share the window's original audio between the separated sources.
 
     ``mixture``: ``(channels, n)`` original audio; ``sources``: ``(k, n)`` the
@@ -301,7 +309,8 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     shares) to 1; ``fit_prior``: how far the estimates are trusted above the band
     (:func:`_fit_to_mixture`; ``None``: EXTENSION_FIT_PRIOR) where the per-voice
     regression predicts, ``tilt_fit_prior`` the same where the tilt rule does
-    (``None``: TILT_FIT_PRIOR). Returns
+    (``None``: TILT_FIT_PRIOR); ``tilt_shrink``: how much the tilt rule's shares are
+    softened (``None``: EXTENSION_SHRINK, as the regression's). Returns
     ``(k, channels, n)`` whose sum over ``k`` is ``mixture`` (to float precision).
 
     The shares (how a cell's residual is split, and every cell above the band)
@@ -318,8 +327,9 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     mono_spectrum = transform.forward(mono)  # the shares' evidence above the band, and a mono input's own spectrum
     prior = EXTENSION_FIT_PRIOR if fit_prior is None else float(fit_prior)
     tilt_prior = TILT_FIT_PRIOR if tilt_fit_prior is None else float(tilt_fit_prior)
+    tilt_softening = EXTENSION_SHRINK if tilt_shrink is None else float(tilt_shrink)
     weights, high, inside = _shares(mono_estimates, np.abs(mono_spectrum) ** 2, freqs, band_hz, voices, prior,
-                                    tilt_prior, frame_seconds=transform.hop / sample_rate)
+                                    tilt_prior, tilt_softening, frame_seconds=transform.hop / sample_rate)
     certainty = float(np.clip(certainty, 0.0, 1.0))
     out = np.zeros((k, mixture.shape[0], n))
     for channel, signal in enumerate(mixture):
@@ -339,8 +349,8 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
 
 
 def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray, band_hz: float | None,
-            voices: Sequence[VoiceSpectrum] | None, fit_prior: float, tilt_fit_prior: float, *,
-            frame_seconds: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+            voices: Sequence[VoiceSpectrum] | None, fit_prior: float, tilt_fit_prior: float,
+            tilt_shrink: float, *, frame_seconds: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """How cells are shared, decided on the mono mixture (``mixture_power``: its ``(bins, frames)`` power).
 
     Returns the residual weights ``(k, bins, frames)`` (each estimate's share of
@@ -357,9 +367,9 @@ def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray,
     inside = freqs < BAND_MARGIN * band_hz
     predicted = [v.predict_above(p, freqs) for v, p in zip(voices, power)] if voices is not None else [None]
     if all(p is not None for p in predicted):
-        levels, prior = np.stack(predicted), fit_prior
+        levels, prior, shrink = np.stack(predicted), fit_prior, EXTENSION_SHRINK
     else:
-        levels, prior = _tilted_top_shares(power, freqs, band_hz, inside, voices), tilt_fit_prior
+        levels, prior, shrink = _tilted_top_shares(power, freqs, band_hz, inside, voices), tilt_fit_prior, tilt_shrink
     if FIT_TO_MIXTURE:
         _, bands_above, _ = VoiceSpectrum._bands(freqs, band_hz)  # the regression's own bands above
         smoothing = EXTENSION_FIT_SMOOTH_SECONDS / frame_seconds
@@ -367,8 +377,9 @@ def _shares(estimates: np.ndarray, mixture_power: np.ndarray, freqs: np.ndarray,
                                  smoothing_frames=smoothing)
     # Either rule's predictions are uncertain: shares follow their level differences divided by
     # EXTENSION_SHRINK (for the tilt rule, development set, tilt row of score_fullband --dev: embedded
-    # -3.8 -> -2.9 dB above the band, ideal estimates 6.5 -> 6.4).
-    return weights, _normalised(levels ** (1.0 / EXTENSION_SHRINK)), inside
+    # -3.8 -> -2.9 dB above the band, ideal estimates 6.5 -> 6.4), or by the separator's own
+    # tilt_shrink where the tilt rule predicts (the embedded model's leaky shares: 2, session 28).
+    return weights, _normalised(levels ** (1.0 / shrink)), inside
 
 
 def _fit_to_mixture(levels: np.ndarray, mixture_power: np.ndarray, bands: np.ndarray,

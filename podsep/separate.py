@@ -60,7 +60,7 @@ def separate_and_assign(
         rendering = settings.assembly.overlap_rendering
         band_hz = separator_band(separator, rate)
         spectra = speaker_spectra(source, activity, band_hz) if rendering == "rebuild" and band_hz is not None else None
-        fit_priors = fit_prior_of(separator), tilt_fit_prior_of(separator)  # regression, tilt rule
+        trust = trust_of(separator)
         results: list[WindowAssignment | None] = [None] * len(windows)
         previous_by_region: dict[int, int] = {}
         assign_seconds = 0.0
@@ -98,7 +98,7 @@ def separate_and_assign(
                          f"separated the {len(outcome.source_index)} most active, "
                          f"{', '.join(outcome.unassigned_speakers)} left as the mixture")
             if rendering == "rebuild":
-                rebuild(outcome, audio, sources, rate, band_hz, spectra, *fit_priors)
+                rebuild(outcome, audio, sources, rate, band_hz, spectra, trust)
             results[index] = outcome
             if earlier_index is not None and results[earlier_index] is not None:
                 trim_to_use(results[earlier_index], windows[earlier_index], bounds[earlier_index], rate,
@@ -170,9 +170,9 @@ def certainty_of(confidence: float) -> float:
 
 
 def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, rate: int, band_hz: float | None,
-            spectra: dict[str, VoiceSpectrum] | None, fit_prior: float | None = None,
-            tilt_fit_prior: float | None = None) -> None:
-    """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`)."""
+            spectra: dict[str, VoiceSpectrum] | None, trust: dict[str, float] | None = None) -> None:
+    """Replace the window's pasted outputs by shares of the original (see :mod:`podsep.reconstruct`);
+    ``trust``: :func:`trust_of` the separator (``None``: the defaults for good estimates)."""
     assigned = outcome.speakers
     order = [outcome.source_index[s] for s in assigned]
     order += [j for j in range(sources.shape[0]) if j not in order]  # unassigned outputs stay in the sum
@@ -184,7 +184,7 @@ def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, r
         above = "voice regression" if all(v.extension is not None for v in voices) else "solo tilt"
     certainty = certainty_of(outcome.confidence)
     shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty,
-                            fit_prior=fit_prior, tilt_fit_prior=tilt_fit_prior)
+                            **(trust or {}))
     description = {"method": "rebuild", "certainty": round(certainty, 4), "model_band_hz": band_hz}
     if band_hz is not None:
         description["above_band"] = above or "even tilt"
@@ -238,34 +238,34 @@ def rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, A
     band = separator_band(separator, rate)
     extended = settings.assembly.overlap_rendering == "rebuild" and band is not None
     fitted = extended and reconstruct.FIT_TO_MIXTURE  # read at run time: the lab switches it off to compare
+    trust = trust_of(separator)
     return {"method": settings.assembly.overlap_rendering, "input_rate": rate,
             "model_band_hz": band if band is not None else rate / 2.0,
             "extended_above_band": extended,
             "above_band_fitted_to_mixture": fitted,
-            "above_band_fit_prior": fit_prior_of(separator) if fitted else None,
-            "above_band_tilt_fit_prior": tilt_fit_prior_of(separator) if fitted else None,
+            "above_band_fit_prior": trust["fit_prior"] if fitted else None,
+            "above_band_tilt_fit_prior": trust["tilt_fit_prior"] if fitted else None,
+            "above_band_tilt_shrink": trust["tilt_shrink"] if extended else None,
             "above_band_fit_smoothing_seconds": reconstruct.EXTENSION_FIT_SMOOTH_SECONDS if fitted else None}
 
 
-def fit_prior_of(separator: Any) -> float:
-    """How far the rendering above the band trusts this separator's estimates (see podsep.reconstruct).
+def trust_of(separator: Any) -> dict[str, float]:
+    """How far the rendering above the band trusts this separator's estimates, as the keywords of
+    :func:`podsep.reconstruct.rebuild_window` (see that module for what each does and how it was chosen).
 
-    A separator may say so itself (``above_band_fit_prior``: podsep's embedded
-    model, whose outputs leak between voices, says 0.1); any other gets
-    ``reconstruct.EXTENSION_FIT_PRIOR``.
+    A separator may declare each itself: ``above_band_fit_prior`` (where the per-voice regression
+    predicts), ``above_band_tilt_fit_prior`` (where the tilt rule does, voices with under 4 s alone)
+    and ``above_band_tilt_shrink`` (how much the tilt rule's shares are softened). podsep's embedded
+    model, whose outputs leak between voices, declares all three (0.1, 0.1, 2); any other separator
+    gets the defaults for estimates as good as ideal ones (``reconstruct.EXTENSION_FIT_PRIOR``,
+    ``TILT_FIT_PRIOR``, ``EXTENSION_SHRINK``), read when called so that the lab can vary them.
     """
-    return _declared_prior(separator, "above_band_fit_prior", reconstruct.EXTENSION_FIT_PRIOR)
+    return {"fit_prior": _declared(separator, "above_band_fit_prior", reconstruct.EXTENSION_FIT_PRIOR),
+            "tilt_fit_prior": _declared(separator, "above_band_tilt_fit_prior", reconstruct.TILT_FIT_PRIOR),
+            "tilt_shrink": _declared(separator, "above_band_tilt_shrink", reconstruct.EXTENSION_SHRINK)}
 
 
-def tilt_fit_prior_of(separator: Any) -> float:
-    """The same trust where the tilt rule predicts (voices with under 4 s alone): a separator may say
-    so itself (``above_band_tilt_fit_prior``: the embedded model, 0.1 as above); any other gets
-    ``reconstruct.TILT_FIT_PRIOR``, which leaves good estimates' top-of-band shares nearly as they are
-    (see podsep.reconstruct)."""
-    return _declared_prior(separator, "above_band_tilt_fit_prior", reconstruct.TILT_FIT_PRIOR)
-
-
-def _declared_prior(separator: Any, attribute: str, default: float) -> float:
+def _declared(separator: Any, attribute: str, default: float) -> float:
     value = getattr(separator, attribute, None)
     if isinstance(value, (int, float)) and value > 0:
         return float(value)

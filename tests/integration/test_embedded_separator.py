@@ -57,6 +57,7 @@ def test_auto_falls_back_to_the_embedded_separator_and_says_so(shared_dir, rando
     # the embedded model's estimates leak between voices: above its band the mixture weighs more
     assert manifest["overlap_rendering"]["above_band_fit_prior"] == 0.1
     assert manifest["overlap_rendering"]["above_band_tilt_fit_prior"] == 0.1  # its leaky shares: no looser there
+    assert manifest["overlap_rendering"]["above_band_tilt_shrink"] == 2.0  # ... and softened more
 
 
 def test_backend_choice_and_fallback_policy(shared_dir, random_weights, tmp_path):

@@ -78,6 +78,7 @@ def test_rebuilt_overlaps_are_full_band_and_lose_nothing_in_band(conversation, t
     assert note["model_band_hz"] == 8000 and note["extended_above_band"]
     assert note["above_band_fitted_to_mixture"] and note["above_band_fit_prior"] == 1.0  # a strong separator's
     assert note["above_band_tilt_fit_prior"] == 10.0  # ... and where the tilt rule predicts
+    assert note["above_band_tilt_shrink"] == podsep.reconstruct.EXTENSION_SHRINK  # shares softened as the regression's
     assert note["above_band_fit_smoothing_seconds"] == podsep.reconstruct.EXTENSION_FIT_SMOOTH_SECONDS > 0
     for speaker, reference in references.items():
         track = result.tracks[speaker][0]

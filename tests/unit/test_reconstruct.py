@@ -163,6 +163,32 @@ def test_each_rule_above_the_band_is_fitted_with_its_own_prior():
     assert np.array_equal(render(short), render(short, tilt_fit_prior=podsep.reconstruct.TILT_FIT_PRIOR))
 
 
+def test_the_tilt_rules_shares_are_softened_by_the_separators_own_shrink():
+    """``tilt_shrink`` softens the shares only where the tilt rule predicts: a larger one moves each
+    voice's part above the band towards an even split (the embedded model's leaky estimates, session 28),
+    the regression's windows keep EXTENSION_SHRINK, and the parts still add up to the mixture."""
+    rng = np.random.default_rng(11)
+    a, b = _coloured(rng, 1.0, 0.0), _coloured(rng, 1.0, -9.0)
+    mixture = (a + b)[None, :].astype(np.float32)
+    estimates = np.stack([_lowpass(0.8 * a + 0.2 * b), _lowpass(0.8 * b + 0.2 * a)]).astype(np.float32)
+
+    def render(voices, **trust):
+        return rebuild_window(mixture, estimates, RATE, band_hz=BAND, voices=voices, fit_prior=0.1,
+                              tilt_fit_prior=0.1, **trust)
+
+    learnt = [VoiceSpectrum.measure(_levels(rng, _coloured(rng, 6.0, t)), RATE, BAND) for t in (0.0, -9.0)]
+    short = [VoiceSpectrum.measure(_coloured(rng, 2.0, t), RATE, BAND) for t in (0.0, -9.0)]
+    assert np.array_equal(render(learnt, tilt_shrink=1.5), render(learnt, tilt_shrink=4.0))
+    assert np.array_equal(render(short), render(short, tilt_shrink=podsep.reconstruct.EXTENSION_SHRINK))
+    ratios = []
+    for shrink in (1.5, 4.0):
+        parts = render(short, tilt_shrink=shrink)
+        assert np.allclose(parts.sum(axis=0), mixture, atol=1e-5)
+        bright, dull = (_above_power(_highpass(p[0])) for p in parts)
+        ratios.append(dull / bright)
+    assert ratios[0] < ratios[1] < 1.0  # softer: the dull voice gets more of the hiss, never more than half
+
+
 def test_too_little_solo_speech_keeps_the_tilt_rule():
     rng = np.random.default_rng(5)
     voice = VoiceSpectrum.measure(_coloured(rng, 3.0, -3.0), RATE, BAND)

@@ -108,6 +108,14 @@ class EmbeddedSeparator:
     #: prior (1) lost on both 16 kHz development sets with the tilt rule forced (training / unseen
     #: voices 2.3 / 2.4 -> -0.2 / 0.6 dB above the band, session 27), so it keeps 0.1.
     above_band_tilt_fit_prior = 0.1
+    #: How much the tilt rule's shares are softened (levels' differences divided by this). A leaky
+    #: estimate's share of the top of the band is a weak clue, and pushing a dull voice's share the wrong
+    #: way costs it far more than an even share would: 2 instead of the 1.5 good estimates get gained on
+    #: all four sets of short development pairs (session 28, SI-SDR above the band: klettres pairs at 48
+    #: / 44.1 kHz +0.23 / +0.39 dB, 16 kHz pairs of VCTK training / unseen voices +0.43 / +0.28; 3 gained
+    #: more on three of them but lost voices' energy accuracy and, with the tilt rule forced on the long
+    #: 16 kHz development conversations, 0.4 dB on training voices). See podsep.reconstruct.
+    above_band_tilt_shrink = 2.0
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu", batch_size: int = 1,
                  state_dict: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
