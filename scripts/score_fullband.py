@@ -49,6 +49,8 @@ Commands (one core: about 4 to 5 minutes; ``--quick`` under one)::
         python scripts/score_fullband.py --weights /tmp/sep_dev.pt --json fullband.json
     python scripts/score_fullband.py --weights /tmp/sep_dev.pt --quick
 
+``--pairs-only`` scores only the full-band table's ``fullband/`` pairs (the
+rows a change to the tilt rule can move: their voices have about 2 s alone).
 ``--dev`` scores only the development set (8 conversations of train-clean-100
 voices at 16 kHz, an 8 kHz model), on which the rule above the band was chosen;
 ``--dev-unseen`` another one, 8 conversations of voices the separator never
@@ -517,6 +519,8 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
             result = split(case, separator, rendering)
             certainty = [w["rendering"]["certainty"] for region in result.manifest["overlaps"]
                          for w in region["windows"] if "certainty" in w.get("rendering", {})]
+            rules = sorted({w["rendering"]["above_band"] for region in result.manifest["overlaps"]
+                            for w in region["windows"] if "above_band" in w.get("rendering", {})})
             for speaker, reference in case.references.items():
                 track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
                 row = band_metrics(reference, track, case.rate, band_hz, mask, eight_k=eight_k)
@@ -524,6 +528,8 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
                            adapted=bool(result.manifest.get("adaptation", {}).get("used")))
                 if certainty:
                     row["case_certainty"] = float(np.mean(certainty))
+                if rules:
+                    row["above_band_rules"] = rules  # which rule predicted above the band in the case's windows
                 rows[rendering].append(row)
             if seam_rows is not None and rendering in ("paste", "rebuild"):
                 for seam in seams(case, result, band_hz):
@@ -668,6 +674,9 @@ def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> l
               f"{v['voices']} voices] and vs low-3 {v['low_minus_3']:.1f} "
               f"[{'met' if v['vs_low_met'] else 'NOT met'}, {v['vs_low_voices']}/{v['voices']} voices]; "
               f"mean window certainty {v['certainty']:.2f}"
+              + (f"; above 8 kHz SI-SDR {v['si_8k']:.1f} vs duplicate+3 {v['dup_8k_plus_3']:.1f} "
+                 f"[{'met' if v['vs_duplicate_8k_met'] else 'NOT met'}]" if v.get("si_8k") is not None else "")
+              + (f"; voices by rule above the band {v['rules']}" if v["rules"] else "")
               + (f"; adapted for {v['adapted_voices']}/{v['voices']} voices" if ADAPT else ""))
     return verdicts
 
@@ -683,11 +692,19 @@ def verdict(label: str, rows: dict[str, list[dict]], eight_k: bool) -> dict[str,
     dup = stat([x["si_sdr_band"] for x in duplicate])[0]
     low = stat([x["si_sdr_low"] for x in rebuilt])[0]
     certainty = stat([x["case_certainty"] for x in rebuilt if "case_certainty" in x])[0]
+    si_8k = stat([x["si_sdr_8k"] for x in rebuilt])[0] if eight_k else None
+    dup_8k = stat([x["si_sdr_8k"] for x in duplicate])[0] if eight_k else None
+    rules: dict[str, int] = {}
+    for row in rebuilt:
+        for rule in row.get("above_band_rules", []):
+            rules[rule] = rules.get(rule, 0) + 1
     return {"set": label, "voices": voices, "certainty": certainty, "energy_band_ok": energy_band, "energy_8k_ok": energy_8k,
             "energy_met": energy_band == voices and (energy_8k is None or energy_8k == voices),
             "si_band": si_band, "dup_plus_3": dup + 3, "low_minus_3": low - 3,
             "vs_duplicate_met": si_band >= dup + 3, "vs_duplicate_voices": vs_dup,
             "vs_low_met": si_band >= low - 3, "vs_low_voices": vs_low,
+            "si_8k": si_8k, "dup_8k_plus_3": None if dup_8k is None else dup_8k + 3,
+            "vs_duplicate_8k_met": None if si_8k is None else si_8k >= dup_8k + 3, "rules": rules,
             "adapted_voices": sum(bool(x.get("adapted")) for x in rebuilt)}
 
 
@@ -778,6 +795,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="embedded separator weights (default: the shipped ones)")
     parser.add_argument("--quick", action="store_true", help="a small run (3 pairs per rate, 2+2 conversations)")
+    parser.add_argument("--pairs-only", action="store_true",
+                        help="only the full-band table's 44.1 and 48 kHz pairs of fullband/ clips (a few minutes: "
+                             "for a rendering change that acts only where voices have little solo speech)")
     parser.add_argument("--conversations", type=int, default=None, help="LibriSpeech conversations (default 12)")
     parser.add_argument("--rooms", type=int, default=None, help="reverberant conversations (default 8)")
     parser.add_argument("--threads", type=int, default=1)
@@ -818,6 +838,15 @@ def main() -> None:
     print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
           f"{separator.recipe.get('steps')} steps)")
 
+    if args.pairs_only:
+        fullband = fullband_cases(args.quick)
+        report["fullband"] = band_report("Full band, the fullband/ pairs only: inside overlaps, per voice, "
+                                         "mean [min, max] (dB); band = model's Nyquist",
+                                         score_full_band(fullband, separator, "pairs"))
+        report["fullband"]["cases"] = {str(rate): [{"name": c.name, **c.info} for c in cases]
+                                       for rate, cases in fullband.items()}
+        finish(report, started, args.json)
+        return
     if args.dev_fullband is not None:
         sets = score_full_band(fullband_dev_cases(args.dev_fullband, args.conversations or 30), separator, "dev pairs")
         report["fullband"] = band_report(
