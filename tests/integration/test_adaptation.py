@@ -220,6 +220,10 @@ def _split_adapting(episode, weights: Path, workers: int, monkeypatch, **overrid
     # The worker count follows torch's thread count (see adaptation_workers); set it directly here,
     # since two torch threads on a machine another job keeps busy make everything else crawl.
     monkeypatch.setattr("podsep.learn_voices.adaptation_workers", lambda: workers)
+    # A library call takes torch's thread count from the cores it finds free (podsep.threads), and the
+    # stages other than training are only bit-identical at one thread count: fix it, so that a core
+    # still busy with the previous split's threads cannot change the next split's last bits.
+    monkeypatch.setattr("podsep.threads.free_cores", lambda *args, **kwargs: 1)
     return podsep.split(episode.mixture, sample_rate=episode.sample_rate, diarization=episode.diarization,
                         separator=EmbeddedSeparator(weights), overrides={
                             "diarization.cache": False, "separation.adapt": "on",
