@@ -258,6 +258,31 @@ def test_the_pipeline_adapts_with_two_workers_and_the_tracks_do_not_depend_on_it
     assert "adaptation" in two.manifest["timings"]
 
 
+def test_a_split_gives_the_same_bits_whatever_threads_the_free_cores_allow(episode, weights, monkeypatch):
+    """A library call takes torch's thread count from the cores it finds free, so a busy machine
+    gives it one thread where an idle one gives two; the small CPU models (the separator, the
+    speaker encoder) run on one thread either way (podsep.threads.one_torch_thread), so the tracks
+    are the same bits (before session 28 the speaker encoder moved them by up to 7e-8)."""
+    import podsep.threads
+
+    results = []
+    for cores in (2, 1):
+        monkeypatch.setattr(podsep.threads, "free_cores", lambda *args, _cores=cores, **kwargs: _cores)
+        monkeypatch.setattr(podsep.threads, "_configured", False)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            results.append(podsep.split(episode.mixture, sample_rate=episode.sample_rate,
+                                        diarization=episode.diarization, separator=EmbeddedSeparator(weights),
+                                        overrides={"diarization.cache": False, "separation.adapt": "off"}))
+        finally:
+            torch.set_num_threads(previous)
+    assert set(results[0].tracks) == set(results[1].tracks)
+    for speaker in results[0].tracks:
+        assert np.array_equal(results[0].tracks[speaker], results[1].tracks[speaker]), speaker
+
+
 def test_adapt_on_without_enough_solo_speech_warns_and_separates_with_the_generic_model(shared_dir, weights,
                                                                                        monkeypatch):
     spec = ConversationSpec(num_speakers=2, duration=20.0, overlap_ratio=0.3)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...threads import one_torch_thread
 from .vad import SAMPLE_RATE, package_file
 
 MEL_CHANNELS = 40
@@ -102,7 +103,7 @@ class GE2EEncoder:
         self._load()
         if waveform16k.size < WIN_SAMPLES:
             waveform16k = np.pad(waveform16k, (0, WIN_SAMPLES - waveform16k.size))
-        with torch.inference_mode():
+        with torch.inference_mode(), one_torch_thread():  # the transform runs on the CPU
             spec = self._mel(torch.from_numpy(np.ascontiguousarray(waveform16k, dtype=np.float32)))
         return spec.T.numpy()
 
@@ -114,7 +115,7 @@ class GE2EEncoder:
         if len(mels) == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), one_torch_thread(self.device):  # same bits at any load: see one_torch_thread
             for begin in range(0, len(mels), batch_size):
                 chunk = torch.from_numpy(np.ascontiguousarray(mels[begin : begin + batch_size], dtype=np.float32))
                 out.append(net(chunk.to(self.device)).cpu().numpy())
