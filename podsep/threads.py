@@ -149,13 +149,15 @@ def threads_for_a_library_call() -> Iterator[int]:
 def one_torch_thread(device: str = "cpu") -> Iterator[None]:
     """Run a block on one torch thread (on the CPU), then give the caller's thread count back.
 
-    For podsep's small CPU models (the embedded separator, the speaker encoder) one thread is
-    no slower than two, and far faster on a core another job keeps busy; and their outputs are
-    then the same bits whatever thread count the caller chose. A library call takes its count
-    from the cores it finds free (:func:`library_threads`), so without this the same input could
-    give tracks that differ in their last bits with the machine's load (session 28: up to 7e-8
-    between one and two threads, through the speaker encoder). OpenMP's count is per thread, so
-    each worker thread that runs such a model says it itself.
+    For podsep's small CPU models one thread per forward pass costs little (the embedded
+    separator is faster so, and far faster on a core another job keeps busy; the speaker encoder
+    runs groups of windows side by side instead), and their outputs are then the same bits
+    whatever thread count the caller chose. A library call takes its count
+    from the cores it finds free (:func:`threads_for_a_library_call`), so without this the same
+    input could give tracks that differ in their last bits with the machine's load (session 28:
+    up to 7e-8 between one and two threads, through the speaker encoder, which now runs fixed
+    groups of windows side by side, each on one thread). OpenMP's count is per thread, so each
+    worker thread that runs such a model says it itself.
     """
     if not str(device).startswith("cpu"):
         yield

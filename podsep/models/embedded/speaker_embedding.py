@@ -44,6 +44,11 @@ def normalise_level(waveform: np.ndarray, target_dbfs: float = TARGET_DBFS, acti
     return (waveform * gain).astype(np.float32)
 
 
+#: Windows per forward pass of the speaker encoder on the CPU (see GE2EEncoder.embed_mels): a fixed
+#: grouping, so that each window's embedding does not depend on how many threads run the groups.
+CPU_GROUP = 16
+
+
 class GE2EEncoder:
     """LSTM speaker encoder: (batch, frames, 40) linear mel power -> (batch, 256) unit vectors."""
 
@@ -108,18 +113,41 @@ class GE2EEncoder:
         return spec.T.numpy()
 
     def embed_mels(self, mels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Embed a batch of equal-length mel windows ``(n, frames, 40)``."""
+        """Embed a batch of equal-length mel windows ``(n, frames, 40)``.
+
+        On the CPU the windows go through the network in fixed groups of CPU_GROUP, each on one
+        torch thread, the groups side by side in as many threads as torch may use: a window's
+        embedding is then the same bits whatever that count (a library call takes it from the
+        cores it finds free, so it changes with the machine's load), where one batch on torch's
+        own threads gave other bits at one thread than at two.
+        """
         import torch
 
         net = self._load()
         if len(mels) == 0:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        out = []
-        with torch.inference_mode(), one_torch_thread(self.device):  # same bits at any load: see one_torch_thread
-            for begin in range(0, len(mels), batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(mels[begin : begin + batch_size], dtype=np.float32))
-                out.append(net(chunk.to(self.device)).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+        if not str(self.device).startswith("cpu"):
+            out = []
+            with torch.inference_mode():
+                for begin in range(0, len(mels), batch_size):
+                    chunk = torch.from_numpy(np.ascontiguousarray(mels[begin : begin + batch_size], dtype=np.float32))
+                    out.append(net(chunk.to(self.device)).cpu().numpy())
+            return np.concatenate(out).astype(np.float32)
+
+        def embed_group(group: np.ndarray) -> np.ndarray:
+            with torch.inference_mode(), one_torch_thread():  # both are per thread: said in each worker
+                return net(torch.from_numpy(np.ascontiguousarray(group, dtype=np.float32))).numpy()
+
+        groups = [mels[begin : begin + CPU_GROUP] for begin in range(0, len(mels), CPU_GROUP)]
+        workers = max(1, min(torch.get_num_threads(), len(groups)))
+        if workers == 1:
+            embedded = [embed_group(group) for group in groups]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podsep-embed") as pool:
+                embedded = list(pool.map(embed_group, groups))
+        return np.concatenate(embedded).astype(np.float32)
 
     def embed_clip(self, waveform16k: np.ndarray, hop_frames: int = 80, floor_db: float = 30.0) -> np.ndarray:
         """One L2-normalised embedding for a clip of any length.
