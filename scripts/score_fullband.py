@@ -56,7 +56,8 @@ voices at 16 kHz, an 8 kHz model), on which the rule above the band was chosen;
 ``--dev-unseen`` another one, 8 conversations of voices the separator never
 trained on (meeting-sim's dry sources and AMI solo speech, neither used by any
 evaluation here), where the embedded model leaks as it does on new voices;
-``--dev-fullband DIR`` pairs like the evaluation's at 48 and 44.1 kHz from other
+``--dev-short vctk|unseen`` 30 pairs like the full-band ones at 16 kHz (see
+:func:`short_dev_cases`); ``--dev-fullband DIR`` pairs like the evaluation's at 48 and 44.1 kHz from other
 full-band speech (see :func:`fullband_dev_cases`; about 12 minutes for 30 pairs);
 the full-band tables (every set) add three rows: ``unfitted``, ``rebuild`` without
 the fit of the predictions to the mixture above the band (as before session 10),
@@ -287,6 +288,55 @@ def unseen_dev_cases(count: int, folder: Path) -> list[Case]:
         cases.append(Case(f"unseen-{seed}", 16000, conversation.mixture, conversation.references,
                           conversation.diarization, None, {"overlap_ratio": conversation.overlap_ratio()}))
     return cases
+
+
+SHORT_DEV_SEED = 77
+SHORT_DEV_CLIP_SECONDS = 4.0  # each voice's clip, like the full-band pairs' (about 2 s of it alone)
+
+
+def short_dev_cases(kind: str, count: int = 30) -> list[Case]:
+    """Pairs like the evaluation's (:func:`pair_case`: "A alone, both, B alone", about 2 s alone per
+    voice, so the tilt rule predicts above the band) at 16 kHz under the 8 kHz model, from voices no
+    evaluation uses: ``vctk``, the VCTK training voices of ``vctk16k/`` (each voice's two sentences,
+    the six speakers of ``fullband/`` left out), or ``unseen``, the voices of ``--dev-unseen``
+    (meeting-sim's test-clean sources and AMI solo speech), each cut to SHORT_DEV_CLIP_SECONDS.
+    Session 28 chose the embedded model's tilt-rule softening on these and the klettres pairs."""
+    rate = 16000
+    rng = np.random.default_rng(SHORT_DEV_SEED)
+    pieces: dict[str, list[np.ndarray]] = {}
+    if kind == "vctk":
+        evaluation_speakers = {path.stem.split("_")[1] for path in (shared_root() / "data" / "fullband").iterdir()
+                               if path.stem.startswith("vctk_")}
+        for path in sorted((shared_root() / "data" / "vctk16k").glob("*.wav")):
+            speaker = path.stem.split("_")[0]
+            if speaker in evaluation_speakers:
+                continue
+            audio, file_rate = sf.read(str(path), dtype="float32")
+            audio = resample(audio, file_rate, rate)
+            loud = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
+            pieces.setdefault(speaker, []).append(audio[loud[0]:loud[-1] + 1])
+    else:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from train_separator import unseen_corpus
+
+        for speaker, audio in unseen_corpus(rate):
+            pieces.setdefault(speaker, []).append(np.asarray(audio, np.float32))
+    gap = np.zeros(int(0.15 * rate), np.float32)
+    clips = {}
+    for speaker, items in pieces.items():
+        parts, length = [], 0
+        for audio in items:
+            parts += [audio, gap]
+            length += audio.size
+            if length >= SHORT_DEV_CLIP_SECONDS * rate:
+                break
+        voice = np.concatenate(parts[:-1])[: int(SHORT_DEV_CLIP_SECONDS * rate)]
+        if kind == "unseen" and voice.size < 2.0 * rate:  # a few AMI voices have only scraps alone; every
+            continue  # VCTK voice is kept, some under 2 s, as session 28's figures were measured
+        clips[speaker] = voice / np.sqrt(np.mean(voice[np.abs(voice) > 1e-4] ** 2))
+    pairs = list(itertools.combinations(sorted(clips), 2))
+    chosen = [pairs[i] for i in rng.choice(len(pairs), min(count, len(pairs)), replace=False)]
+    return [pair_case(pair, clips, rate, rng) for pair in chosen]
 
 
 def libri_cases(count: int, *, reverb: bool = False, dev: bool = False) -> list[Case]:
@@ -808,6 +858,10 @@ def main() -> None:
                         help="a development set of full-band pairs at 48 and 44.1 kHz from DIR, one subfolder of "
                              "recordings per speaker (see fullband_dev_cases: Debian's klettres-data voices; "
                              "--conversations pairs per rate, 30 by default)")
+    parser.add_argument("--dev-short", choices=["vctk", "unseen"],
+                        help="a development set of short pairs at 16 kHz like the evaluation's full-band ones "
+                             "(the tilt rule predicts): VCTK training voices or unseen voices (see short_dev_cases; "
+                             "--conversations pairs, 30 by default)")
     parser.add_argument("--dev-unseen", action="store_true",
                         help="the development set of voices the separator never trained on instead "
                              "(meeting-sim's dry sources and AMI solo speech; 8 conversations by default)")
@@ -853,8 +907,11 @@ def main() -> None:
             "Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
         finish(report, started, args.json)
         return
-    if args.dev or args.dev_unseen:
-        if args.dev_unseen:
+    if args.dev or args.dev_unseen or args.dev_short:
+        if args.dev_short:
+            dev = short_dev_cases(args.dev_short, args.conversations or 30)
+            title = f"16 kHz short pairs, {args.dev_short} voices (dev)"
+        elif args.dev_unseen:
             with tempfile.TemporaryDirectory(prefix="podsep-unseen-") as folder:
                 dev = unseen_dev_cases(args.conversations or 8, Path(folder))
             title = "16 kHz unseen voices (dev)"

@@ -107,3 +107,15 @@ def test_a_development_run_writes_its_json_report(tmp_path, shared_dir, monkeypa
         assert len(voices) == 2 and all("si_sdr_band" in voice for voice in voices)
     assert {verdict["set"] for verdict in report["fullband"]["targets"]} >= set(embedded)
     assert report["seconds"] > 0
+
+
+def test_short_development_pairs_leave_out_the_evaluation_speakers(shared_dir) -> None:
+    """``--dev-short``: pairs like the full-band evaluation's (about 2 s alone per voice) at 16 kHz,
+    from VCTK training voices without the six speakers whose full-band clips are evaluated."""
+    cases = _scorer().short_dev_cases("vctk", 3)
+    evaluated = {"p238", "p255", "p301", "p314", "p317", "p360"}
+    assert len(cases) == 3 and all(case.rate == 16000 for case in cases)
+    for case in cases:
+        assert len(case.references) == 2 and not set(case.references) & evaluated
+        assert case.mixture.size == next(iter(case.references.values())).size
+        assert 0.8 <= case.info["overlap_seconds"] <= 2.0  # the evaluation pairs' overlap rule
