@@ -44,6 +44,7 @@ import numpy as np
 from .audio import resample
 from .config import ADAPT_MODES
 from .intervals import SpeakerActivity
+from .threads import one_torch_thread
 
 MODES = ADAPT_MODES  # the config's own list: one place says which modes exist
 
@@ -409,9 +410,7 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
 
     shapes = _Shapes(overlap_seconds, level_db)
     workers = max(1, min(int(workers), MICRO_BATCHES))
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # per worker; results do not depend on the worker count (see _Trainer)
-    try:
+    with one_torch_thread():  # per worker; results do not depend on the worker count (see _Trainer)
         valid_mix, valid_src = validation_mixtures(valid_audio, pairs, rate, seed, shapes)
         model = copy.deepcopy(network).to("cpu").float()
         before = score_separation(base, valid_mix, valid_src, workers)  # the incoming model as it separates
@@ -429,8 +428,6 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                     hook("adaptation", None, completed=step + 1, total=int(steps))
         finally:
             trainer.close()
-    finally:
-        torch.set_num_threads(previous_threads)
 
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     digest = state_digest(state)
