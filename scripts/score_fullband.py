@@ -219,6 +219,11 @@ FULLBAND_DEV_SEED = 9300
 FULLBAND_DEV_CLIP_SECONDS = 4.0  # each voice's clip, like fullband/'s 2.2-6.4 s utterances
 
 
+def cases_by_rate_info(cases_by_rate: dict[int, list[Case]]) -> dict[str, list[dict[str, Any]]]:
+    """What the ``--json`` report says about the full-band pairs: each one's name and info, per rate."""
+    return {str(rate): [{"name": case.name, **case.info} for case in cases] for rate, cases in cases_by_rate.items()}
+
+
 def fullband_dev_cases(root: Path, pairs_per_rate: int = 30) -> dict[int, list[Case]]:
     """Pairs as in the evaluation (:func:`pair_case`) at 48 and 44.1 kHz, from a folder with one
     subfolder of full-band recordings per speaker (none of them evaluation material): each voice's
@@ -897,8 +902,7 @@ def main() -> None:
         report["fullband"] = band_report("Full band, the fullband/ pairs only: inside overlaps, per voice, "
                                          "mean [min, max] (dB); band = model's Nyquist",
                                          score_full_band(fullband, separator, "pairs"))
-        report["fullband"]["cases"] = {str(rate): [{"name": c.name, **c.info} for c in cases]
-                                       for rate, cases in fullband.items()}
+        report["fullband"]["cases"] = cases_by_rate_info(fullband)
         finish(report, started, args.json)
         return
     if args.dev_fullband is not None:
@@ -938,8 +942,7 @@ def main() -> None:
         seam_groups.append((f"16 kHz test-other, {label}", seam_rows))
     report["fullband"] = band_report(
         "Full band: inside overlaps, per voice, mean [min, max] (dB); band = model's Nyquist", band_sets)
-    report["fullband"]["cases"] = {str(rate): [{"name": c.name, **c.info} for c in cases]
-                                   for rate, cases in fullband.items()}
+    report["fullband"]["cases"] = cases_by_rate_info(fullband)
 
     # 2. the room
     room = libri_cases(rooms, reverb=True)
