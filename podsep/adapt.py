@@ -483,7 +483,8 @@ def _adapted_network(base: Any, state: dict[str, Any], digest: str) -> Any:
 
     return EmbeddedSeparator(base.weights, device=base.device, batch_size=getattr(base, "batch_size", 1),
                              passes=getattr(base, "passes", 1), state_dict=state,
-                             config=base.network.config.to_dict(), label=f"adapted:{digest[:16]}").load()
+                             config=base.network.config.to_dict(), label=f"adapted:{digest[:16]}",
+                             high_band=getattr(base, "high_band", None) or False).load()
 
 
 def _adapted_separator(base: Any, adapted: Any, digest: str, details: dict[str, Any], steps: int,

@@ -64,6 +64,7 @@ class SeparationSettings:
     batch_size: int = 1
     embedded_model: str | None = None
     passes: int = 2  # separations the embedded separator averages (see podsep.models.embedded.separator)
+    high_band: str = "auto"  # the embedded separator's top-octave network: auto (the shipped one), off, or a file
     adapt: str = "auto"
     adapt_budget: float = 600.0
     voices: str | None = None
@@ -152,6 +153,7 @@ class Settings:
             (self.assembly.crossfade >= 0, "assembly.crossfade must be >= 0"),
             (self.separation.batch_size >= 1, "separation.batch_size must be >= 1"),
             (self.separation.passes >= 1, "separation.passes must be >= 1"),
+            (bool(str(self.separation.high_band).strip()), "separation.high_band must be auto, off or a file"),
             (self.assignment.min_context >= 0, "assignment.min_context must be >= 0"),
         ]
         for ok, message in checks:

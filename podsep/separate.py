@@ -139,8 +139,9 @@ def source_voices(diarizer: Any, sources: np.ndarray, window: Window, start: int
 
 
 def separator_band(separator: Any, rate: int) -> float | None:
-    """The highest frequency the separator sees (half its rate), or ``None`` when it works at full band."""
-    model_rate = getattr(separator, "sample_rate", None)
+    """The highest frequency the separator's outputs reach (half its rate, or of its ``band_rate`` when its
+    outputs reach further than the rate it separates at), or ``None`` when they reach the input's."""
+    model_rate = getattr(separator, "band_rate", None) or getattr(separator, "sample_rate", None)
     if not isinstance(model_rate, (int, float)) or model_rate <= 0 or model_rate >= rate:
         return None
     return model_rate / 2.0

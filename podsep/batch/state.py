@@ -141,6 +141,7 @@ def relevant_settings(settings: Settings, *, given_diarization: bool) -> dict[st
         elif separation.get("backend") == "sepformer":
             separation.pop("embedded_model", None)
             separation.pop("passes", None)
+            separation.pop("high_band", None)
     return tree
 
 
@@ -170,7 +171,8 @@ def model_identity(settings: Settings, *, hf_token: str | None = None, diarizer:
             entry["sepformer"] = _source_identity(settings.separation.model, settings.separation.revision,
                                                   settings.cache_dir, hf_token)
         if backend in ("auto", "embedded"):
-            entry["embedded"] = _embedded_separator_identity(settings.separation.embedded_model)
+            entry["embedded"] = _embedded_separator_identity(settings.separation.embedded_model,
+                                                             settings.separation.high_band)
         identity["separation"] = entry
     return identity
 
@@ -212,11 +214,16 @@ def _embedded_diarizer_identity() -> dict[str, Any]:
     return {"packages": versions, "data": files}
 
 
-def _embedded_separator_identity(weights: str | None) -> dict[str, Any]:
-    from ..models.embedded.separator import shipped_weights_path
+def _embedded_separator_identity(weights: str | None, high_band: str = "auto") -> dict[str, Any]:
+    from ..models.embedded.separator import SHIPPED_HIGH_BAND, high_band_setting, shipped_weights_path
 
     path = Path(weights).expanduser() if weights else shipped_weights_path()
-    return {"weights": path.name, "sha256": file_sha256(path) if path.is_file() else None}
+    identity: dict[str, Any] = {"weights": path.name, "sha256": file_sha256(path) if path.is_file() else None}
+    chosen = high_band_setting(high_band)
+    top = shipped_weights_path(SHIPPED_HIGH_BAND) if chosen is None or chosen is True else chosen
+    if top is not False:
+        identity["high_band"] = {"weights": top.name, "sha256": file_sha256(top) if top.is_file() else None}
+    return identity
 
 
 def episode_key(settings: dict[str, Any], episode: Episode, identity: dict[str, Any]) -> str:

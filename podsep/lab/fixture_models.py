@@ -437,6 +437,21 @@ def build_embedded_separator(path: Path, *, seed: int = 0, small: bool = True) -
     return path
 
 
+def build_high_band(path: Path, *, seed: int = 0) -> Path:
+    """A random-weight top-octave network in the exact format ``scripts/train_high_band.py --export`` writes
+    (the shipped ``podsep/data/high_band.pt``'s layout, keys and ``weights_only`` loading; a small shape)."""
+    from ..models.embedded.high_band import HighBandConfig, HighBandNet
+
+    config = HighBandConfig(channels=16, dilations=(1, 2))
+    torch.manual_seed(seed)
+    net = HighBandNet(config)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": config.to_dict(), "state_dict": net.state_dict(),
+                "recipe": {"script": "podsep.lab.fixture_models", "note": "random weights: meaningless output"}}, path)
+    return path
+
+
 def build_sepformer(folder: Path, *, size: str = "small", seed: int = 0) -> Path:
     """Write a ``speechbrain/sepformer-whamr16k``-like folder.
 

@@ -104,10 +104,11 @@ def build_separator(settings: Settings, *, hf_token: str | None = None) -> Loade
         except ModelError as error:
             failures.append(str(error))
     if backend in ("auto", "embedded"):
-        from .embedded.separator import EmbeddedSeparator
+        from .embedded.separator import EmbeddedSeparator, high_band_setting
 
         embedded = EmbeddedSeparator(settings.separation.embedded_model, device=device,
-                                     batch_size=settings.separation.batch_size, passes=settings.separation.passes)
+                                     batch_size=settings.separation.batch_size, passes=settings.separation.passes,
+                                     high_band=high_band_setting(settings.separation.high_band))
         try:
             model = embedded.load()
             if failures:

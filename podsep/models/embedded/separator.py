@@ -41,6 +41,7 @@ from ...errors import ModelError
 from ...threads import one_torch_thread
 
 SHIPPED_WEIGHTS = "separator.pt"
+SHIPPED_HIGH_BAND = "high_band.pt"  # the top-octave network (podsep.models.embedded.high_band)
 
 #: Separations averaged per chunk (see :func:`pass_plan`). 2 doubles a cost that is small (about
 #: 0.016 x real time per pass on one thread) and gains 0.9 dB on new voices; 1 = a single pass.
@@ -78,9 +79,23 @@ def recorded_pass_kind(recipe: dict[str, Any]) -> str:
     return "delay" if "adapted_from" in recipe else PASS_KINDS[0]
 
 
-def shipped_weights_path() -> Path:
+def shipped_weights_path(name: str = SHIPPED_WEIGHTS) -> Path:
     """Where the packaged weights live (whether or not the file is there)."""
-    return Path(str(importlib.resources.files("podsep") / "data" / SHIPPED_WEIGHTS))
+    return Path(str(importlib.resources.files("podsep") / "data" / name))
+
+
+def high_band_setting(value: str | None) -> Path | bool | None:
+    """``separation.high_band`` as :class:`EmbeddedSeparator` takes it: ``auto`` -> ``None`` (the shipped
+    network when the package has it), ``on`` -> ``True`` (the shipped one, required), ``off`` ->
+    ``False``, anything else -> that file."""
+    text = "auto" if value is None else str(value).strip()
+    if text.lower() == "auto":
+        return None
+    if text.lower() in ("on", "true"):
+        return True
+    if text.lower() in ("off", "false", "none"):
+        return False
+    return Path(text).expanduser()
 
 
 class EmbeddedSeparator:
@@ -91,6 +106,12 @@ class EmbeddedSeparator:
     with other weights (``state_dict=``). ``passes`` separations are averaged
     (:func:`pass_plan`, of ``pass_kind``; ``None``: :func:`recorded_pass_kind` of
     the weights' recipe, for a voice profile's adapted weights).
+
+    ``high_band``: the top-octave network's file (``scripts/train_high_band.py
+    --export``; ``None``: the shipped one, if the package has it; ``False``: none).
+    With it, a window at 16 kHz or more gets voices up to 8 kHz: the network
+    shares the mixture's 3.75-8 kHz cells between the separated voices
+    (:mod:`podsep.models.embedded.high_band`), and :attr:`band_rate` says so.
     """
 
     #: How far the rendering above the model's band trusts its estimates
@@ -120,7 +141,8 @@ class EmbeddedSeparator:
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu", batch_size: int = 1,
                  state_dict: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                 label: str | None = None, passes: int = DEFAULT_PASSES, pass_kind: str | None = "polarity") -> None:
+                 label: str | None = None, passes: int = DEFAULT_PASSES, pass_kind: str | None = "polarity",
+                 high_band: str | Path | bool | None = None) -> None:
         if int(passes) < 1:
             raise ValueError("passes must be at least 1")
         if pass_kind is not None and pass_kind not in PASS_KINDS:
@@ -138,6 +160,21 @@ class EmbeddedSeparator:
         self.recipe: dict[str, Any] = {}
         self.sample_rate = 8000
         self.num_sources = 2
+        if high_band is None:
+            shipped = shipped_weights_path(SHIPPED_HIGH_BAND)
+            self.high_band: Path | None = shipped if shipped.is_file() else None
+        elif high_band is False:
+            self.high_band = None
+        else:
+            self.high_band = shipped_weights_path(SHIPPED_HIGH_BAND) if high_band is True else Path(high_band)
+        self._high_band_net: Any = None
+        self.high_band_sha256: str | None = None
+
+    @property
+    def band_rate(self) -> int:
+        """The rate whose band the outputs fill: 16 kHz with the top-octave network (inputs at 16 kHz
+        or more; below that, their own rate), else the network's own rate."""
+        return HIGH_BAND_RATE if self.high_band is not None else self.sample_rate
 
     def load(self) -> "EmbeddedSeparator":
         """Read the weights now, mapping every failure to a one-line :class:`ModelError`."""
@@ -174,7 +211,27 @@ class EmbeddedSeparator:
         self._model = model
         self.sample_rate = config.sample_rate
         self.num_sources = config.num_sources
+        if self.high_band is not None:
+            self._high_band_net = self._load_high_band(self.high_band)
         return self
+
+    def _load_high_band(self, path: Path) -> Any:
+        import torch
+
+        from .high_band import HighBandConfig, HighBandNet
+
+        if not path.is_file():
+            raise ModelError(f"top-octave network weights not found: {path}")
+        data = path.read_bytes()
+        self.high_band_sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            net = HighBandNet(HighBandConfig.from_dict(payload["config"]))
+            net.load_state_dict(payload["state_dict"])
+        except Exception as error:  # damaged or foreign file
+            raise ModelError(f"cannot read top-octave network weights {path}: "
+                             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+        return net.eval().to(self.device)
 
     @property
     def network(self) -> Any:
@@ -186,6 +243,8 @@ class EmbeddedSeparator:
         self.device = device
         if self._model is not None:
             self._model.to(device)
+        if self._high_band_net is not None:
+            self._high_band_net.to(device)
 
     def _separate_long(self, model: Any, mixture: np.ndarray) -> np.ndarray:
         """Separate at the model's rate; long windows in overlapping chunks kept in a consistent order.
@@ -256,6 +315,9 @@ class EmbeddedSeparator:
         }
         if self.recipe:
             description["recipe"] = self.recipe
+        if self.high_band is not None:
+            description["high_band"] = {"source": str(self.high_band), "sha256": self.high_band_sha256,
+                                        "band_hz": HIGH_BAND_RATE / 2}
         return description
 
     def __call__(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -282,11 +344,27 @@ class EmbeddedSeparator:
                     outputs.append(np.zeros((self.num_sources, mixture.size), np.float32))
                     continue
                 estimate = self._separate_long(model, low)
-                sources = resample(estimate, self.sample_rate, sample_rate)
+                if self._high_band_net is not None and sample_rate > self.sample_rate:
+                    sources = self._with_top_octave(mixture, estimate, sample_rate)
+                else:
+                    sources = resample(estimate, self.sample_rate, sample_rate)
                 outputs.append(_fit(sources, mixture.size))
         return outputs
 
+    def _with_top_octave(self, mixture: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The voices at ``sample_rate``, their 3.75-8 kHz shared by the top-octave network (at 16 kHz)."""
+        import torch
 
+        from .high_band import complete
+
+        wide = resample(mixture, sample_rate, HIGH_BAND_RATE)
+        voices = _fit(resample(estimate, self.sample_rate, HIGH_BAND_RATE), wide.size)
+        completed = complete(self._high_band_net, torch.from_numpy(wide).to(self.device)[None],
+                             torch.from_numpy(voices).to(self.device)[None])[0].float().cpu().numpy()
+        return resample(completed, HIGH_BAND_RATE, sample_rate)
+
+
+HIGH_BAND_RATE = 16000  # the top-octave network's rate
 CHUNK_SECONDS = 6.0  # the network was trained on 2-4 s crops; long windows are cut into chunks like these
 CHUNK_OVERLAP_SECONDS = 1.0
 
