@@ -126,38 +126,37 @@ def top_octave_loss(net: HighBandNet, mix: torch.Tensor, refs: torch.Tensor, est
     return (10 * torch.log10((error + floor) / (energy + floor))).mean()
 
 
-def _si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + 1e-12)
-    target = scale * reference
-    return 10 * torch.log10(target.pow(2).sum(-1) / ((estimate - target).pow(2).sum(-1) + 1e-12) + 1e-12)
-
-
-def top_octave_only(signal: torch.Tensor) -> torch.Tensor:
-    spectrum = stft(signal)
+def top_octave(spectrum: torch.Tensor, length: int) -> torch.Tensor:
+    """The signal of a spectrum's cells from SPLIT_BIN up."""
+    spectrum = spectrum.clone()
     spectrum[..., :SPLIT_BIN, :] = 0
-    return istft(spectrum, signal.shape[-1])
+    return istft(spectrum, length)
 
 
 @torch.no_grad()
 def development_scores(net: HighBandNet, dev) -> dict[str, float]:
     """Top-octave SI-SDR of the development voices: the network's shares, even shares, the ideal ratio mask."""
+    from train_separator import si_sdr
+
     mix, refs, ests = dev
+    n = mix.shape[-1]
     net.eval()
     mixture = stft(mix)
     shares = net.shares(mixture, stft(ests))
     net.train()
-    target = top_octave_only(refs)
-    learned = torch.zeros_like(stft(refs))
-    learned[:, :, SPLIT_BIN:] = shares * mixture[:, None, SPLIT_BIN:]
-    learned = istft(learned, mix.shape[-1])
-    even = top_octave_only(mix)[:, None].expand_as(target) / 2
-    ref_power = stft(refs).abs().pow(2)
-    irm = ref_power / (ref_power.sum(dim=1, keepdim=True) + 1e-12)
-    ideal = torch.zeros_like(stft(refs))
-    ideal[:, :, SPLIT_BIN:] = irm[:, :, SPLIT_BIN:] * mixture[:, None, SPLIT_BIN:]
-    ideal = istft(ideal, mix.shape[-1])
-    return {name: float(_si_sdr(value, target).mean()) for name, value in
-            (("learned", learned), ("even", even), ("ideal_ratio_mask", ideal))}
+    references = stft(refs)
+    target = top_octave(references, n)
+    ref_power = references.abs().pow(2)
+    ideal_shares = ref_power / (ref_power.sum(dim=1, keepdim=True) + 1e-12)
+    renderings = {"learned": shares * mixture[:, None, SPLIT_BIN:],
+                  "even": mixture[:, None, SPLIT_BIN:].expand_as(shares) / 2,
+                  "ideal_ratio_mask": ideal_shares[:, :, SPLIT_BIN:] * mixture[:, None, SPLIT_BIN:]}
+    scores = {}
+    for name, cells in renderings.items():
+        spectrum = torch.zeros_like(references)
+        spectrum[:, :, SPLIT_BIN:] = cells
+        scores[name] = float(si_sdr(top_octave(spectrum, n), target, eps=1e-12).mean())
+    return scores
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:

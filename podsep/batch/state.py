@@ -215,13 +215,12 @@ def _embedded_diarizer_identity() -> dict[str, Any]:
 
 
 def _embedded_separator_identity(weights: str | None, high_band: str = "auto") -> dict[str, Any]:
-    from ..models.embedded.separator import SHIPPED_HIGH_BAND, high_band_setting, shipped_weights_path
+    from ..models.embedded.separator import high_band_file, high_band_setting, shipped_weights_path
 
     path = Path(weights).expanduser() if weights else shipped_weights_path()
     identity: dict[str, Any] = {"weights": path.name, "sha256": file_sha256(path) if path.is_file() else None}
-    chosen = high_band_setting(high_band)
-    top = shipped_weights_path(SHIPPED_HIGH_BAND) if chosen is None or chosen is True else chosen
-    if top is not False:
+    top = high_band_file(high_band_setting(high_band))
+    if top is not None:
         identity["high_band"] = {"weights": top.name, "sha256": file_sha256(top) if top.is_file() else None}
     return identity
 

@@ -429,12 +429,7 @@ def build_embedded_separator(path: Path, *, seed: int = 0, small: bool = True) -
     else:  # full size is the shipped file's own shape, whatever the recipe has grown it to
         config = ConvTasNetConfig.from_dict(torch.load(shipped_weights_path(), weights_only=True)["config"])
     torch.manual_seed(seed)
-    model = ConvTasNet(config)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": config.to_dict(), "state_dict": model.state_dict(),
-                "recipe": {"script": "podsep.lab.fixture_models", "note": "random weights: meaningless output"}}, path)
-    return path
+    return _save_random_export(path, config, ConvTasNet(config))
 
 
 def build_high_band(path: Path, *, seed: int = 0) -> Path:
@@ -444,10 +439,14 @@ def build_high_band(path: Path, *, seed: int = 0) -> Path:
 
     config = HighBandConfig(channels=16, dilations=(1, 2))
     torch.manual_seed(seed)
-    net = HighBandNet(config)
+    return _save_random_export(path, config, HighBandNet(config))
+
+
+def _save_random_export(path: Path, config: Any, module: torch.nn.Module) -> Path:
+    """``{"config", "state_dict", "recipe"}``, the layout both training scripts' ``--export`` write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": config.to_dict(), "state_dict": net.state_dict(),
+    torch.save({"config": config.to_dict(), "state_dict": module.state_dict(),
                 "recipe": {"script": "podsep.lab.fixture_models", "note": "random weights: meaningless output"}}, path)
     return path
 

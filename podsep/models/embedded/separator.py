@@ -98,6 +98,22 @@ def high_band_setting(value: str | None) -> Path | bool | None:
     return Path(text).expanduser()
 
 
+def high_band_file(choice: str | Path | bool | None) -> Path | None:
+    """The top-octave network's file a separator made with ``high_band=choice`` uses (``None``: none):
+    ``None`` the shipped one when the package has it, ``True`` the shipped one (required), ``False``
+    none, a path that file. The batch runner's model identity asks the same question."""
+    if choice is False:
+        return None
+    if choice is None or choice is True:
+        shipped = shipped_weights_path(SHIPPED_HIGH_BAND)
+        return shipped if choice is True or shipped.is_file() else None
+    return Path(choice)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 class EmbeddedSeparator:
     """The packaged Conv-TasNet: mono window in, ``(2, n)`` sources out at the same rate.
 
@@ -160,13 +176,7 @@ class EmbeddedSeparator:
         self.recipe: dict[str, Any] = {}
         self.sample_rate = 8000
         self.num_sources = 2
-        if high_band is None:
-            shipped = shipped_weights_path(SHIPPED_HIGH_BAND)
-            self.high_band: Path | None = shipped if shipped.is_file() else None
-        elif high_band is False:
-            self.high_band = None
-        else:
-            self.high_band = shipped_weights_path(SHIPPED_HIGH_BAND) if high_band is True else Path(high_band)
+        self.high_band = high_band_file(high_band)
         self._high_band_net: Any = None
         self.high_band_sha256: str | None = None
 
@@ -174,7 +184,11 @@ class EmbeddedSeparator:
     def band_rate(self) -> int:
         """The rate whose band the outputs fill: 16 kHz with the top-octave network (inputs at 16 kHz
         or more; below that, their own rate), else the network's own rate."""
-        return HIGH_BAND_RATE if self.high_band is not None else self.sample_rate
+        if self.high_band is None:
+            return self.sample_rate
+        from .high_band import RATE
+
+        return RATE
 
     def load(self) -> "EmbeddedSeparator":
         """Read the weights now, mapping every failure to a one-line :class:`ModelError`."""
@@ -196,7 +210,7 @@ class EmbeddedSeparator:
                 self.recipe = dict(payload.get("recipe") or {})
             except Exception as error:  # damaged or foreign file
                 raise ModelError(f"cannot read embedded separator weights {self.weights}: "
-                                 f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+                                 f"{_first_line(error)}") from error
         else:
             config = ConvTasNetConfig.from_dict(self._config or {})
             state_dict = self._state_dict
@@ -230,7 +244,7 @@ class EmbeddedSeparator:
             net.load_state_dict(payload["state_dict"])
         except Exception as error:  # damaged or foreign file
             raise ModelError(f"cannot read top-octave network weights {path}: "
-                             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+                             f"{_first_line(error)}") from error
         return net.eval().to(self.device)
 
     @property
@@ -317,7 +331,7 @@ class EmbeddedSeparator:
             description["recipe"] = self.recipe
         if self.high_band is not None:
             description["high_band"] = {"source": str(self.high_band), "sha256": self.high_band_sha256,
-                                        "band_hz": HIGH_BAND_RATE / 2}
+                                        "band_hz": self.band_rate / 2}
         return description
 
     def __call__(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -355,16 +369,15 @@ class EmbeddedSeparator:
         """The voices at ``sample_rate``, their 3.75-8 kHz shared by the top-octave network (at 16 kHz)."""
         import torch
 
-        from .high_band import complete
+        from .high_band import RATE, complete
 
-        wide = resample(mixture, sample_rate, HIGH_BAND_RATE)
-        voices = _fit(resample(estimate, self.sample_rate, HIGH_BAND_RATE), wide.size)
+        wide = resample(mixture, sample_rate, RATE)
+        voices = _fit(resample(estimate, self.sample_rate, RATE), wide.size)
         completed = complete(self._high_band_net, torch.from_numpy(wide).to(self.device)[None],
                              torch.from_numpy(voices).to(self.device)[None])[0].float().cpu().numpy()
-        return resample(completed, HIGH_BAND_RATE, sample_rate)
+        return resample(completed, RATE, sample_rate)
 
 
-HIGH_BAND_RATE = 16000  # the top-octave network's rate
 CHUNK_SECONDS = 6.0  # the network was trained on 2-4 s crops; long windows are cut into chunks like these
 CHUNK_OVERLAP_SECONDS = 1.0
 
