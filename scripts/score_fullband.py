@@ -393,10 +393,13 @@ class Oracle:
         return np.stack([p[start:start + window.size] * g for p, g in zip(self.parts, (3.0, 0.3))])
 
 
-def embedded(weights: str | None) -> Any:
-    from podsep.models.embedded.separator import EmbeddedSeparator
+def embedded(weights: str | None, high_band: str | None = None) -> Any:
+    """The embedded separator as podsep builds it; ``high_band`` as ``separation.high_band`` reads it
+    (``auto``, ``on``, ``off`` or a file)."""
+    from podsep.models.embedded.separator import EmbeddedSeparator, high_band_setting
 
-    return EmbeddedSeparator(weights).load()
+    choice = high_band_setting(high_band) if high_band is not None else None
+    return EmbeddedSeparator(weights, high_band=choice).load()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -849,6 +852,9 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=None, help="embedded separator weights (default: the shipped ones)")
+    parser.add_argument("--high-band", default=None, metavar="auto|on|off|FILE",
+                        help="the embedded separator's top-octave network, as separation.high_band (default auto: "
+                             "the shipped one when the package has it)")
     parser.add_argument("--quick", action="store_true", help="a small run (3 pairs per rate, 2+2 conversations)")
     parser.add_argument("--pairs-only", action="store_true",
                         help="only the full-band table's 44.1 and 48 kHz pairs of fullband/ clips (a few minutes: "
@@ -888,14 +894,16 @@ def main() -> None:
     rooms = args.rooms if args.rooms is not None else (2 if args.quick else 8)
     started = time.perf_counter()
     try:
-        separator = embedded(args.weights)
+        separator = embedded(args.weights, args.high_band)
     except ModelError as error:
         raise SystemExit(f"{error}\n(export a checkpoint with scripts/train_separator.py --export PATH and pass "
                          f"--weights PATH)")
     report: dict[str, Any] = {"command": " ".join(sys.argv), "adapt": ADAPT, "separator": {
-        "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe}}
+        "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe,
+        "high_band": str(separator.high_band) if separator.high_band else None,
+        "high_band_sha256": separator.high_band_sha256}}
     print(f"embedded separator: {separator.weights} (sha256 {str(separator.sha256)[:16]}, "
-          f"{separator.recipe.get('steps')} steps)")
+          f"{separator.recipe.get('steps')} steps); top-octave network: {separator.high_band or 'none'}")
 
     if args.pairs_only:
         fullband = fullband_cases(args.quick)

@@ -41,7 +41,9 @@ def test_auto_falls_back_to_the_embedded_separator_and_says_so(shared_dir, rando
                           overrides={"separation.model": str(tmp_path / "no-sepformer-here"),
                                      "separation.embedded_model": str(random_weights),
                                      # these weights as they are (learning the voices would describe its own copy)
-                                     "separation.adapt": "off"})
+                                     "separation.adapt": "off",
+                                     # the plain model's 4 kHz band (the top-octave network: test_high_band)
+                                     "separation.high_band": "off"})
     manifest = result.manifest
     separation = manifest["models"]["separation"]
     assert separation["kind"] == "podsep.embedded-convtasnet"

@@ -93,6 +93,38 @@ def test_rebuilt_overlaps_are_full_band_and_lose_nothing_in_band(conversation, t
         assert abs(rebuilt_db) <= 3.0 and pasted_db < -20.0, (speaker, rebuilt_db, pasted_db)
 
 
+class TopOctaveOracle(BandLimitedOracle):
+    """Separates at 8 kHz and fills its outputs up to 8 kHz, as podsep's embedded model with its top-octave
+    network: the true voices up to 8 kHz, declared as separated at 8 kHz (``sample_rate``) and
+    reaching 16 kHz's band (``band_rate``)."""
+
+    sample_rate = 8000
+    band_rate = 16000
+
+
+def test_a_top_octave_separator_is_rendered_from_both_bands_and_still_adds_up(conversation):
+    mixture, references, diarization = conversation
+    result = podsep.split(mixture, sample_rate=RATE, diarization=diarization,
+                          separator=TopOctaveOracle(mixture, references), overrides={"output.extras": False})
+    note = result.manifest["overlap_rendering"]
+    assert note["model_band_hz"] == 8000.0 and note["averaged_with_band_hz"] == [4000.0]
+    windows = [w for region in result.manifest["overlaps"] for w in region["windows"]]
+    assert windows and all(w["rendering"]["averaged_with_band_hz"] == [4000.0] for w in windows)
+    total = sum(result.tracks[s] for s in ("A", "B")) + result.background
+    assert np.max(np.abs(total[0] - mixture)) <= 1e-6  # each rendering adds up, so their average does
+    single = podsep.split(mixture, sample_rate=RATE, diarization=diarization,
+                          separator=BandLimitedOracle(mixture, references), overrides={"output.extras": False})
+    assert single.manifest["overlap_rendering"]["averaged_with_band_hz"] is None
+    inside = _overlap(diarization)
+    for speaker, reference in references.items():
+        track = result.tracks[speaker][0][inside]
+        # below the model's own band both renderings keep the estimates: nothing lost there
+        assert si_sdr(_lowpass(reference[inside], 7000), _lowpass(track, 7000)) >= 40.0, speaker
+        # between 4 and 8 kHz half of it is the extension from 4 kHz: not the 8 kHz rendering, still close
+        assert np.max(np.abs(track - single.tracks[speaker][0][inside])) > 1e-3, speaker
+        assert si_sdr(reference[inside], track) >= 15.0, speaker
+
+
 def test_tracks_and_background_add_up_to_the_input(conversation, tmp_path):
     mixture, references, diarization = conversation
     tail = np.zeros(RATE // 2, np.float32)  # half a second where nobody talks

@@ -18,7 +18,7 @@ from podsep.models.embedded.high_band import (
     stft,
 )
 from podsep.models.embedded.separator import EmbeddedSeparator
-from podsep.separate import separator_band
+from podsep.separate import rendering_bands, separator_band
 
 
 def _net(seed: int = 0) -> HighBandNet:
@@ -97,6 +97,22 @@ def test_the_embedded_separator_fills_8_khz_with_the_network_and_says_so(weights
     # at the model's own rate there is no top octave to fill
     low = rng.standard_normal(8000).astype(np.float32)
     assert np.array_equal(separator(low, 8000), plain(low, 8000))
+
+
+def test_above_the_networks_band_overlaps_are_also_rendered_from_the_models_own_band(weights):
+    separator_weights, high_band = weights
+    separator = EmbeddedSeparator(separator_weights, high_band=high_band).load()
+    plain = EmbeddedSeparator(separator_weights, high_band=False).load()
+    assert rendering_bands(separator, 48000) == [8000.0, 4000.0]  # the network's rendering and the 4 kHz one
+    assert rendering_bands(separator, 44100) == [8000.0, 4000.0]
+    assert rendering_bands(separator, 16000) == [None]  # the network reaches Nyquist: its rendering alone
+    assert rendering_bands(plain, 48000) == [4000.0]
+
+    class Wideband:  # any other separator: one rendering from its band
+        sample_rate = 16000
+
+    assert rendering_bands(Wideband(), 48000) == [8000.0]
+    assert rendering_bands(Wideband(), 16000) == [None]
 
 
 def test_an_unreadable_top_octave_file_is_a_one_line_model_error(weights, tmp_path):
