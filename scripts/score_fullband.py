@@ -721,7 +721,7 @@ def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> l
                      fmt(stat([x["si_sdr_8k"] for x in r])[0], 10) if eight_k else f"{'-':>10}",
                      fmt(stat([x["si_sdr_low"] for x in r])[0], 11),
                      fmt(stat([x["si_sdr_full"] for x in r])[0], 11)]
-            print(f"{label if rendering == 'paste' else '':<34} {rendering:<10} " + " ".join(cells))
+            print(f"{label if rendering == next(iter(rows)) else '':<34} {rendering:<10} " + " ".join(cells))
         verdicts.append(verdict(label, rows, eight_k))
     print("\ntargets (rebuild; per voice, and on the means):")
     for v in verdicts:
@@ -857,8 +857,14 @@ def main() -> None:
                              "the shipped one when the package has it)")
     parser.add_argument("--quick", action="store_true", help="a small run (3 pairs per rate, 2+2 conversations)")
     parser.add_argument("--pairs-only", action="store_true",
-                        help="only the full-band table's 44.1 and 48 kHz pairs of fullband/ clips (a few minutes: "
-                             "for a rendering change that acts only where voices have little solo speech)")
+                        help="only the full-band table's 44.1 and 48 kHz pairs of fullband/ clips and their seams (a few "
+                             "minutes: for a rendering change that acts only where voices have little solo speech)")
+    parser.add_argument("--test-other-only", action="store_true",
+                        help="only the full-band table's 16 kHz test-other conversations (the same problem one "
+                             "octave down)")
+    parser.add_argument("--renderings", default=",".join(BAND_RENDERINGS),
+                        help="which renderings to score, comma-separated (rebuild and duplicate always; "
+                             f"default all: {','.join(BAND_RENDERINGS)})")
     parser.add_argument("--conversations", type=int, default=None, help="LibriSpeech conversations (default 12)")
     parser.add_argument("--rooms", type=int, default=None, help="reverberant conversations (default 8)")
     parser.add_argument("--threads", type=int, default=1)
@@ -885,6 +891,11 @@ def main() -> None:
     args = parser.parse_args()
     global ADAPT
     ADAPT = args.adapt
+    chosen = {name.strip() for name in args.renderings.split(",") if name.strip()} | {"rebuild", "duplicate"}
+    unknown = chosen - set(BAND_RENDERINGS)
+    if unknown:
+        parser.error(f"unknown rendering(s) {', '.join(sorted(unknown))}; choose from {', '.join(BAND_RENDERINGS)}")
+    BAND_RENDERINGS[:] = [name for name in BAND_RENDERINGS if name in chosen]
     if ADAPT:
         adapt_once_per_conversation(args.adapt_cache)
     import torch
@@ -907,10 +918,13 @@ def main() -> None:
 
     if args.pairs_only:
         fullband = fullband_cases(args.quick)
+        pair_seams: list[tuple[str, list[dict]]] = []
         report["fullband"] = band_report("Full band, the fullband/ pairs only: inside overlaps, per voice, "
                                          "mean [min, max] (dB); band = model's Nyquist",
-                                         score_full_band(fullband, separator, "pairs"))
+                                         score_full_band(fullband, separator, "pairs", pair_seams))
         report["fullband"]["cases"] = cases_by_rate_info(fullband)
+        report["seams"] = {"summary": print_seam_table(pair_seams),
+                           "seams": {label: rows for label, rows in pair_seams}}
         finish(report, started, args.json)
         return
     if args.dev_fullband is not None:
@@ -941,7 +955,7 @@ def main() -> None:
     # 1. full band
     seam_groups: list[tuple[str, list[dict]]] = []
     fullband = fullband_cases(args.quick)
-    band_sets = score_full_band(fullband, separator, "pairs", seam_groups)
+    band_sets = [] if args.test_other_only else score_full_band(fullband, separator, "pairs", seam_groups)
     libri = libri_cases(conversations)
     for label, make in (("embedded 8 kHz", lambda c: separator), ("oracle 8 kHz", lambda c: Oracle(c, 8000))):
         seam_rows = []
@@ -951,6 +965,9 @@ def main() -> None:
     report["fullband"] = band_report(
         "Full band: inside overlaps, per voice, mean [min, max] (dB); band = model's Nyquist", band_sets)
     report["fullband"]["cases"] = cases_by_rate_info(fullband)
+    if args.test_other_only:
+        finish(report, started, args.json)
+        return
 
     # 2. the room
     room = libri_cases(rooms, reverb=True)

@@ -224,7 +224,8 @@ def test_speechbrain_format_runs_through_the_sepformer_path(shared_dir, random_w
         "separation.backend": "sepformer", "separation.model": str(folder)})
     direct = podsep.split(audio, sample_rate=rate, diarization=rttm, overrides={  # one pass, like speechbrain's
         "separation.backend": "embedded", "separation.embedded_model": str(random_weights), "separation.passes": 1,
-        "separation.adapt": "off"})  # SepFormer is never adapted; the embedded path would learn the voices first
+        "separation.adapt": "off",  # SepFormer is never adapted; the embedded path would learn the voices first
+        "separation.high_band": "off"})  # the speechbrain folder holds the separator, not the top-octave network
     assert through_speechbrain.manifest["models"]["separation"]["kind"] == "speechbrain.SepformerSeparation"
     assert through_speechbrain.manifest["models"]["separation"]["sample_rate"] == 8000
     for speaker in direct.tracks:
