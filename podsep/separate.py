@@ -156,23 +156,22 @@ def rendering_bands(separator: Any, rate: int) -> list[float | None]:
     top-octave network: separated up to 4 kHz, its 3.75-8 kHz shared by the network) gets, at
     input rates above the network's band, a second rendering extended from its own band, and the
     two are averaged. Each rendering adds up to the mixture, so their average does too. Measured
-    on the development pairs (session 30, SI-SDR above 4 kHz / above 8 kHz, 30 pairs of klettres
-    voices; ``docs/benchmarks.md``): at 48 kHz the network's rendering alone 2.53 / 2.95 dB, the
-    extension from 4 kHz alone 2.78 / 2.33, their average 3.79 / 3.22; at 44.1 kHz 0.04 / 0.94,
-    1.13 / 2.57 and 2.33 / 2.59. The two err differently: above 8 kHz the extension from 4 kHz fits
-    the mixture's spectrum over 4 kHz to Nyquist, the network sees the voices up to 8 kHz. At 16
-    kHz the network reaches the input's Nyquist and there is no such second evidence: its
-    rendering alone measured 3.44 / 2.97 dB above 4 kHz on the 16 kHz pairs of training / unseen
-    voices, the average 1.92 / 1.74, the extension from 4 kHz -1.06 / 0.48.
+    on the development pairs with the shipped network (session 30, SI-SDR above 4 kHz / above 8
+    kHz, 30 pairs of klettres voices; ``docs/benchmarks.md``): at 48 kHz the network's rendering
+    alone 2.37 / 3.71 dB, the extension from 4 kHz alone 2.78 / 2.33, their average 3.64 / 3.42;
+    at 44.1 kHz 1.17 / 2.28, 1.13 / 2.57 and 2.80 / 3.20. The two err differently: the extension
+    from 4 kHz fits the mixture's spectrum from 4 kHz to Nyquist, the network sees the voices up
+    to 8 kHz. At 16 kHz the network reaches the input's Nyquist and the extension from 4 kHz has
+    only the mixture's 4-8 kHz to fit: the network's rendering alone measured 4.76 / 4.23 dB above
+    4 kHz on the 16 kHz pairs of training / unseen voices (the extension from 4 kHz -1.06 / 0.48),
+    and an average lost there (with a half-trained network, 1.92 / 1.74 against 3.44 / 2.97 alone).
     """
     band = separator_band(separator, rate)
     own_rate = getattr(separator, "sample_rate", None)
     reach = getattr(separator, "band_rate", None)
     if band is None or not isinstance(own_rate, (int, float)) or not isinstance(reach, (int, float)):
         return [band]
-    if own_rate < reach and own_rate < rate:
-        return [band, own_rate / 2.0]
-    return [band]
+    return [band, own_rate / 2.0] if own_rate < reach else [band]  # (band set: the input is above ``reach``)
 
 
 def speaker_spectra(source: Audio | FileAudio, activity: SpeakerActivity, band_hz: float,
