@@ -500,7 +500,7 @@ def adapt_once_per_conversation(cache: Path | None = None) -> None:
     costs one adaptation per conversation.
 
     ``cache``: a folder where each adapted model is also kept on disk, keyed by the given
-    weights' sha256 and the recording's fingerprint, so that a later run (another rendering rule,
+    weights' sha256 (and its top-octave network's, when it has one) and the recording's fingerprint, so that a later run (another rendering rule,
     the same weights and conversations) skips the adaptations, about 80 of the run's 83 minutes.
     The adapted model depends only on those two (its seed comes from the fingerprint and its
     step count from the budget, not from the clock), so a cached one is the one a fresh run makes."""
@@ -515,7 +515,9 @@ def adapt_once_per_conversation(cache: Path | None = None) -> None:
         weights = getattr(separator, "sha256", None)  # oracles and test doubles have none: nothing to adapt
         if cache is None or not weights:
             return learn(separator, *args)
-        path = cache / f"{str(weights)[:16]}-{args[-1][:24]}.pkl"
+        top_octave = getattr(separator, "high_band_sha256", None)  # the adapted copy keeps the base's network
+        network = f"-{top_octave[:8]}" if top_octave else ""
+        path = cache / f"{str(weights)[:16]}{network}-{args[-1][:24]}.pkl"
         if path.exists():
             with path.open("rb") as handle:
                 return pickle.load(handle)

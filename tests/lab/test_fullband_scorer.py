@@ -71,6 +71,9 @@ def test_the_adaptation_cache_serves_a_later_run_and_skips_separators_without_we
     assert len(list((tmp_path / "cache").glob("*.pkl"))) == 3
     assert run(object(), "f" * 64)[0] == "adapted-4"  # an oracle: adapted (here, asked) every time, never cached
     assert len(list((tmp_path / "cache").glob("*.pkl"))) == 3 and not list((tmp_path / "cache").glob("*.partial"))
+    with_network = _Weights("ab" * 32)
+    with_network.high_band_sha256 = "12" * 32  # the same weights with a top-octave network: another model
+    assert run(with_network, "f" * 64)[0] == "adapted-5"
 
 
 def test_separator_is_kept_as_given_unless_adapt_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
