@@ -500,8 +500,9 @@ def adapt_once_per_conversation(cache: Path | None = None) -> None:
     costs one adaptation per conversation.
 
     ``cache``: a folder where each adapted model is also kept on disk, keyed by the given
-    weights' sha256 (and its top-octave network's, when it has one) and the recording's fingerprint, so that a later run (another rendering rule,
-    the same weights and conversations) skips the adaptations, about 80 of the run's 83 minutes.
+    weights' sha256 (and its top-octave network's, when it has one) and the recording's
+    fingerprint, so that a later run (another rendering rule, the same weights and
+    conversations) skips the adaptations, about 80 of the run's 83 minutes.
     The adapted model depends only on those two (its seed comes from the fingerprint and its
     step count from the budget, not from the clock), so a cached one is the one a fresh run makes."""
     import pickle
