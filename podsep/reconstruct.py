@@ -298,7 +298,8 @@ def consistent_gains(mixture: np.ndarray, sources: np.ndarray) -> np.ndarray:
 def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *, band_hz: float | None = None,
                    voices: Sequence[VoiceSpectrum] | None = None, certainty: float = 1.0,
                    fit_prior: float | None = None, tilt_fit_prior: float | None = None,
-                   tilt_shrink: float | None = None) -> np.ndarray:
+                   tilt_shrink: float | None = None,
+                   also: Sequence[tuple[float | None, Sequence[VoiceSpectrum] | None]] = ()) -> np.ndarray:
     """Share the window's original audio between the separated sources.
 
     ``mixture``: ``(channels, n)`` original audio; ``sources``: ``(k, n)`` the
@@ -310,7 +311,10 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     (:func:`_fit_to_mixture`; ``None``: EXTENSION_FIT_PRIOR) where the per-voice
     regression predicts, ``tilt_fit_prior`` the same where the tilt rule does
     (``None``: TILT_FIT_PRIOR); ``tilt_shrink``: how much the tilt rule's shares are
-    softened (``None``: EXTENSION_SHRINK, as the regression's). Returns
+    softened (``None``: EXTENSION_SHRINK, as the regression's); ``also``: further
+    ``(band_hz, voices)`` renderings averaged with this one (each adds up to the
+    mixture, so the average does; see ``podsep.separate.rendering_bands``), sharing
+    its transforms. Returns
     ``(k, channels, n)`` whose sum over ``k`` is ``mixture`` (to float precision).
 
     The shares (how a cell's residual is split, and every cell above the band)
@@ -328,8 +332,10 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     prior = EXTENSION_FIT_PRIOR if fit_prior is None else float(fit_prior)
     tilt_prior = TILT_FIT_PRIOR if tilt_fit_prior is None else float(tilt_fit_prior)
     tilt_softening = EXTENSION_SHRINK if tilt_shrink is None else float(tilt_shrink)
-    weights, high, inside = _shares(mono_estimates, np.abs(mono_spectrum) ** 2, freqs, band_hz, voices, prior,
-                                    tilt_prior, tilt_softening, frame_seconds=transform.hop / sample_rate)
+    mixture_power = np.abs(mono_spectrum) ** 2
+    renderings = [_shares(mono_estimates, mixture_power, freqs, band, band_voices, prior, tilt_prior, tilt_softening,
+                          frame_seconds=transform.hop / sample_rate)
+                  for band, band_voices in ((band_hz, voices), *also)]
     certainty = float(np.clip(certainty, 0.0, 1.0))
     out = np.zeros((k, mixture.shape[0], n))
     for channel, signal in enumerate(mixture):
@@ -338,10 +344,13 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
         else:
             spectrum = transform.forward(signal)
             estimates = transform.forward(sources * consistent_gains(signal, sources)[:, None])
-        parts = np.empty((k,) + spectrum.shape, dtype=complex)
-        parts[:, inside] = (estimates + weights * (spectrum - estimates.sum(axis=0)))[:, inside]
-        if high is not None:
-            parts[:, ~inside] = high * spectrum[~inside]
+        residual = spectrum - estimates.sum(axis=0)
+        parts = np.zeros((k,) + spectrum.shape, dtype=complex)
+        for weights, high, inside in renderings:
+            parts[:, inside] += (estimates + weights * residual)[:, inside]
+            if high is not None:
+                parts[:, ~inside] += high * spectrum[~inside]
+        parts /= len(renderings)
         if certainty < 1.0:
             parts = certainty * parts + (1.0 - certainty) / k * spectrum
         out[:, channel] = transform.inverse(parts, n)

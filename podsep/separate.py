@@ -218,9 +218,10 @@ def rebuild(outcome: WindowAssignment, audio: np.ndarray, sources: np.ndarray, r
             rules.append("voice regression" if all(v.extension is not None for v in voices) else "solo tilt")
         elif band_hz is not None:
             rules.append("even tilt")
-        renderings.append(rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices,
-                                         certainty=certainty, **(trust or {})))
-    shares = renderings[0] if len(renderings) == 1 else np.mean(renderings, axis=0, dtype=np.float64).astype(np.float32)
+        renderings.append((band_hz, voices))
+    (band_hz, voices), *also = renderings
+    shares = rebuild_window(audio, sources[order], rate, band_hz=band_hz, voices=voices, certainty=certainty,
+                            also=also, **(trust or {}))
     description: dict[str, Any] = {"method": "rebuild", "certainty": round(certainty, 4), "model_band_hz": bands[0]}
     if len(bands) > 1:
         description["averaged_with_band_hz"] = bands[1:]
