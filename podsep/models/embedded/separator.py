@@ -293,9 +293,9 @@ class EmbeddedSeparator:
         Each pass is its own forward pass, with zeros only in front: a batch
         would pad the shorter copies at the end, and the network's global
         normalisation would see the padding. A negated pass's outputs are negated
-        back; each estimate is cut back into place and put in the order of the
-        first before averaging (the network's output order is arbitrary and may
-        differ between passes).
+        back; each estimate is cut back into place, turned the mixture's way up
+        (:func:`_upright`) and put in the order of the first before averaging (the
+        network's output order is arbitrary and may differ between passes).
         """
         import torch
 
@@ -307,7 +307,7 @@ class EmbeddedSeparator:
         for delay, sign in plan:
             shown = np.concatenate([np.zeros(delay, np.float32), sign * piece])
             estimate = sign * model(torch.from_numpy(shown).to(self.device)[None])[0].float().cpu().numpy()
-            estimate = estimate[:, delay:delay + n]
+            estimate = _upright(estimate[:, delay:delay + n], piece)
             if first is None:
                 first = estimate
             else:
@@ -380,6 +380,22 @@ class EmbeddedSeparator:
 
 CHUNK_SECONDS = 6.0  # the network was trained on 2-4 s crops; long windows are cut into chunks like these
 CHUNK_OVERLAP_SECONDS = 1.0
+
+
+def _upright(estimate: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+    """``estimate`` with every source that points against ``mixture`` negated.
+
+    The network was trained with a scale-invariant loss, which is blind to a
+    source's sign, and it has learnt to output its voices upside down (the
+    shipped weights do so on every held-out mixture tried). Inverted voices
+    sound the same alone, but not next to anything the recording's way up: the
+    top-octave network's shares of the mixture (the voice's 3.75-8 kHz), the
+    previous chunk's crossfade, the other pass's average, or a track's solo
+    audio around the window. Each voice is part of the mixture, so its inner
+    product with the mixture is positive when it is the right way up.
+    """
+    signs = np.where(estimate @ np.asarray(mixture, estimate.dtype) < 0, -1.0, 1.0).astype(estimate.dtype)
+    return estimate * signs[:, None]
 
 
 def _stitch_order(previous: np.ndarray, current: np.ndarray) -> list[int]:
