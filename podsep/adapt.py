@@ -408,7 +408,7 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
         return AdaptationResult(False, reason, 0, budget, None, None, time.perf_counter() - started, separator,
                                 tuple(pairs))
 
-    shapes = _Shapes(overlap_seconds, level_db)
+    shapes = MixtureShapes(overlap_seconds, level_db)
     workers = max(1, min(int(workers), MICRO_BATCHES))
     with one_torch_thread():  # per worker; results do not depend on the worker count (see _Trainer)
         valid_mix, valid_src = validation_mixtures(valid_audio, pairs, rate, seed, shapes)
@@ -662,7 +662,7 @@ def _learning_rate(step: int, steps: int, peak: float) -> float:
 # -- mixtures -------------------------------------------------------------------------------------
 
 
-class _Shapes:
+class MixtureShapes:
     """Per-pair overlap durations and level differences (optional episode statistics)."""
 
     def __init__(self, overlap_seconds: Mapping[tuple[str, str], Sequence[float]] | None,
@@ -683,7 +683,7 @@ class _Shapes:
 
 
 def make_mixture(rng: np.random.Generator, audio: Mapping[str, np.ndarray], pair: Sequence[str], n: int,
-                 rate: int, shapes: _Shapes | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 rate: int, shapes: MixtureShapes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One training mixture of ``n`` samples of the pair's voices and its two targets.
 
     The shapes are a podcast's: full overlap, a hand-over where the second voice
@@ -691,7 +691,7 @@ def make_mixture(rng: np.random.Generator, audio: Mapping[str, np.ndarray], pair
     speech. The voices keep their recorded levels, give or take
     :data:`LEVEL_JITTER_DB` (or the episode's measured level difference).
     """
-    shapes = shapes or _Shapes(None, None)
+    shapes = shapes or MixtureShapes(None, None)
     first, second = (str(pair[0]), str(pair[1])) if rng.uniform() < 0.5 else (str(pair[1]), str(pair[0]))
     ordered = tuple(sorted((first, second)))
     a, b = _voiced_crop(rng, audio[first], n), _voiced_crop(rng, audio[second], n)
@@ -728,7 +728,7 @@ def make_mixture(rng: np.random.Generator, audio: Mapping[str, np.ndarray], pair
 
 
 def validation_mixtures(audio: Mapping[str, np.ndarray], pairs: Sequence[tuple[str, str]], rate: int, seed: int,
-                        shapes: _Shapes | None = None, count: int = VALIDATION_MIXTURES,
+                        shapes: MixtureShapes | None = None, count: int = VALIDATION_MIXTURES,
                         seconds: float = VALIDATION_SECONDS) -> tuple[Any, Any]:
     """Fixed validation mixtures (``(count, n)`` and ``(count, 2, n)`` tensors) from held-out speech."""
     import torch

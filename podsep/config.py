@@ -67,6 +67,7 @@ class SeparationSettings:
     high_band: str = "auto"  # the embedded separator's top-octave network: auto (the shipped one), off, or a file
     adapt: str = "auto"
     adapt_budget: float = 600.0
+    adapt_top_octave: bool = True  # also fine-tune the top-octave network on the episode (podsep.adapt_top_octave)
     voices: str | None = None
 
 

@@ -79,6 +79,32 @@ def learn_episode_voices(separator: Any, source: Audio | FileAudio, activity: Sp
     return (result.separator if result.used else separator), entry
 
 
+def learn_episode_top_octave(separator: Any, source: Audio | FileAudio, activity: SpeakerActivity,
+                             regions: list[OverlapRegion], settings: Settings, run: Run, fingerprint: str,
+                             adaptation: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """The separator with its top-octave network adapted to the episode's voices, and what the
+    manifest's ``adaptation.top_octave`` says (``None`` where the stage does not apply).
+
+    It follows the separator's adaptation plan (the same pairs, only when that plan ran, whether
+    or not the adapted separator was kept: the network learns from the separator in use) and
+    applies where the network does: podsep's embedded separator with its top-octave network, on
+    input at 16 kHz or more (``separation.adapt_top_octave: false`` skips it).
+    """
+    from .adapt import collect_solo_speech, overlap_statistics
+    from .adapt_top_octave import adapt_top_octave
+    from .models.embedded.high_band import RATE
+
+    if (not settings.separation.adapt_top_octave or not adaptation.get("enabled") or not is_embedded(separator)
+            or separator.top_octave_network is None or source.sample_rate < RATE):
+        return separator, None
+    with run.stage("adaptation") as stage:  # the stage's second part: its time adds to the first's
+        solo = collect_solo_speech(lambda a, b: source.read(a, b).mean(axis=0), activity, model_rate=RATE)
+        result = adapt_top_octave(separator, solo, adaptation.get("pairs") or [], seed=seed_of(fingerprint),
+                                  overlap_seconds=overlap_statistics(regions), hook=run.substep_hook("adaptation"))
+        stage.artifact = {**adaptation, "top_octave": result.to_manifest()}
+    return (result.separator if result.used else separator), result.to_manifest()
+
+
 def adaptation_workers() -> int:
     """How many workers share each adaptation step: the torch threads this process may use
     (podsep's CLI sets them from the free cores; a batch worker gets its share), at most

@@ -28,7 +28,8 @@ from .diarization import Diarization, to_samples
 from .errors import InputError, PodsepError
 from .export import ResultStaging, check_destination, clipping_warning, result_folder
 from .intervals import SpeakerActivity
-from .learn_voices import is_embedded, learn_episode_voices, profile_names, save_voice_profile, voice_profile
+from .learn_voices import (is_embedded, learn_episode_top_octave, learn_episode_voices, profile_names,
+                           save_voice_profile, voice_profile)
 from .manifest import build_manifest, describe_model
 from .models.diarization_cache import cache_entry, read_entry, store_entry
 from .models.diarizers import Diarizer, ReferenceDiarizer, voice_space
@@ -201,6 +202,10 @@ class Splitter:
                 if separator is not None:
                     separator, adaptation = learn_episode_voices(separator, source, activity, regions, windows,
                                                                  settings, run, fingerprint)
+                    separator, top_octave = learn_episode_top_octave(separator, source, activity, regions, settings,
+                                                                     run, fingerprint, adaptation)
+                    if top_octave is not None:
+                        adaptation["top_octave"] = top_octave
                 if separator is None:
                     windows, bounds = [], []
                 else:

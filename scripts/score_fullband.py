@@ -492,6 +492,9 @@ def seams(case: Case, result: Any, band_hz: float | None) -> list[dict[str, floa
 #: ``--adapt``: run the embedded separator as podsep does by default, adapted to each conversation's
 #: voices where its solo speech allows, instead of as given.
 ADAPT = False
+#: ``--adapt`` only: whether the top-octave network is adapted too (podsep's default; ``--no-top-octave-adapt``
+#: adapts the separator alone, as podsep did before session 33).
+TOP_OCTAVE_ADAPT = True
 
 
 def adapt_once_per_conversation(cache: Path | None = None) -> None:
@@ -546,7 +549,7 @@ def fixed_model() -> dict[str, Any]:
     from podsep.config import load_settings
 
     if ADAPT:
-        return {}
+        return {} if TOP_OCTAVE_ADAPT else {"separation.adapt_top_octave": False}
     return {"separation.adapt": "off"} if hasattr(load_settings().separation, "adapt") else {}
 
 
@@ -586,7 +589,9 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
                 track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
                 row = band_metrics(reference, track, case.rate, band_hz, mask, eight_k=eight_k)
                 row.update(case=case.name, speaker=speaker,
-                           adapted=bool(result.manifest.get("adaptation", {}).get("used")))
+                           adapted=bool(result.manifest.get("adaptation", {}).get("used")),
+                           top_octave_adapted=bool((result.manifest.get("adaptation", {}).get("top_octave") or {})
+                                                   .get("used")))
                 if certainty:
                     row["case_certainty"] = float(np.mean(certainty))
                 if rules:
@@ -888,12 +893,16 @@ def main() -> None:
     parser.add_argument("--adapt", action="store_true",
                         help="run the embedded separator as podsep's defaults do, adapted to each conversation's "
                              "voices where their solo speech allows (default: as given, separation.adapt off)")
+    parser.add_argument("--no-top-octave-adapt", action="store_true",
+                        help="with --adapt: adapt the separator only, not its top-octave network "
+                             "(separation.adapt_top_octave: false)")
     parser.add_argument("--adapt-cache", type=Path, metavar="DIR",
                         help="with --adapt: keep each conversation's adapted model in DIR and reuse it on a later "
                              "run with the same weights (to compare rendering rules without adapting again)")
     args = parser.parse_args()
-    global ADAPT
+    global ADAPT, TOP_OCTAVE_ADAPT
     ADAPT = args.adapt
+    TOP_OCTAVE_ADAPT = not args.no_top_octave_adapt
     chosen = {name.strip() for name in args.renderings.split(",") if name.strip()} | {"rebuild", "duplicate"}
     unknown = chosen - set(BAND_RENDERINGS)
     if unknown:
@@ -912,7 +921,8 @@ def main() -> None:
     except ModelError as error:
         raise SystemExit(f"{error}\n(export a checkpoint with scripts/train_separator.py --export PATH and pass "
                          f"--weights PATH)")
-    report: dict[str, Any] = {"command": " ".join(sys.argv), "adapt": ADAPT, "separator": {
+    report: dict[str, Any] = {"command": " ".join(sys.argv), "adapt": ADAPT,
+                              "top_octave_adapt": ADAPT and TOP_OCTAVE_ADAPT, "separator": {
         "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe,
         "high_band": str(separator.high_band) if separator.high_band else None,
         "high_band_sha256": separator.high_band_sha256}}

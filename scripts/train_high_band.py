@@ -44,6 +44,7 @@ from podsep.models.embedded.high_band import (  # noqa: E402
     HighBandNet,
     istft,
     stft,
+    top_octave_loss,
 )
 
 EXAMPLE_SECONDS = 4.0
@@ -116,18 +117,6 @@ def load_examples(run_dir: Path, pattern: str, dtype=np.float32) -> tuple[torch.
         raise SystemExit(f"no {pattern} in {run_dir}: run --prepare first")
     return tuple(torch.from_numpy(np.concatenate([p[key] for p in parts]).astype(dtype, copy=False))
                  for key in ("mix", "refs", "ests"))
-
-
-def top_octave_loss(net: HighBandNet, mix: torch.Tensor, refs: torch.Tensor, ests: torch.Tensor) -> torch.Tensor:
-    """Mean over voices of the negative SNR (dB) of their top-octave STFT cells."""
-    mixture = stft(mix)
-    shares = net.shares(mixture, stft(ests))
-    estimate = shares * mixture[:, None, SPLIT_BIN:]
-    target = stft(refs)[:, :, SPLIT_BIN:]
-    error = (estimate - target).abs().pow(2).sum(dim=(2, 3))
-    energy = target.abs().pow(2).sum(dim=(2, 3))
-    floor = 1e-3 * mixture[:, SPLIT_BIN:].abs().pow(2).sum(dim=(1, 2))[:, None] + 1e-10
-    return (10 * torch.log10((error + floor) / (energy + floor))).mean()
 
 
 def top_octave(spectrum: torch.Tensor, length: int) -> torch.Tensor:

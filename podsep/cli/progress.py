@@ -155,8 +155,19 @@ def adaptation_line(manifest: dict[str, Any]) -> str | None:
         before, after = scores.get("generic"), scores.get("adapted")
         detail = (f"; on mixtures of their held-out solo speech {before:.1f} -> {after:.1f} dB SI-SDRi"
                   if before is not None and after is not None else "")
-        return f"voices learnt ({entry['steps']} steps{detail})"
-    return f"voices not learnt: {entry.get('reason', 'no reason recorded')}"
+        return f"voices learnt ({entry['steps']} steps{detail})" + _top_octave_note(entry)
+    return f"voices not learnt: {entry.get('reason', 'no reason recorded')}" + _top_octave_note(entry)
+
+
+def _top_octave_note(entry: dict[str, Any]) -> str:
+    """What adapting the top-octave network did, where it ran (``adaptation.top_octave``)."""
+    octave = entry.get("top_octave")
+    if not octave:
+        return ""
+    scores = octave.get("validation_top_octave_snr_db") or {}
+    before, after = scores.get("incoming"), scores.get("adapted")
+    figures = f" ({before:.1f} -> {after:.1f} dB SNR)" if before is not None and after is not None else ""
+    return f"; their top octave {'learnt' if octave.get('used') else 'not learnt'}{figures}"
 
 
 def summary_timeline(result: Any, width: int = 60) -> list[Any]:

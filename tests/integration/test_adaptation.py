@@ -228,7 +228,9 @@ def _split_adapting(episode, weights: Path, workers: int, monkeypatch, **overrid
                         separator=EmbeddedSeparator(weights), overrides={
                             "diarization.cache": False, "separation.adapt": "on",
                             "separation.adapt_budget": adapt.FIXED_COST_S + 4 * adapt.SECONDS_PER_STEP,
-                            **overrides})
+                            # the shipped top-octave network's own adaptation is
+                            # tests/integration/test_top_octave_adaptation.py's subject
+                            "separation.adapt_top_octave": False, **overrides})
 
 
 def test_adaptation_workers_follow_the_threads_podsep_may_use():

@@ -81,6 +81,8 @@ def test_separator_is_kept_as_given_unless_adapt_is_asked(monkeypatch: pytest.Mo
     assert scorer.fixed_model() == {"separation.adapt": "off"}
     monkeypatch.setattr(scorer, "ADAPT", True)
     assert scorer.fixed_model() == {}
+    monkeypatch.setattr(scorer, "TOP_OCTAVE_ADAPT", False)  # --no-top-octave-adapt: the separator alone
+    assert scorer.fixed_model() == {"separation.adapt_top_octave": False}
 
 
 def test_a_development_run_writes_its_json_report(tmp_path, shared_dir, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -177,7 +177,7 @@ def test_mixtures_are_the_sum_of_their_targets_and_seeded() -> None:
 def test_mixtures_follow_the_episode_level_difference() -> None:
     rng = np.random.default_rng(1)
     audio = {"A": rng.standard_normal(40000).astype(np.float32), "B": rng.standard_normal(40000).astype(np.float32)}
-    shapes = adapt._Shapes(None, {("B", "A"): 10.0})  # A is 10 dB above B
+    shapes = adapt.MixtureShapes(None, {("B", "A"): 10.0})  # A is 10 dB above B
     ratios = []
     for seed in range(40):
         _, targets = adapt.make_mixture(np.random.default_rng(seed), audio, ("A", "B"), 16000, 8000, shapes)

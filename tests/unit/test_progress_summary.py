@@ -14,6 +14,18 @@ def test_a_run_that_learnt_the_voices_says_how_much_it_gained():
                                          "5.3 -> 10.3 dB SI-SDRi)")
 
 
+def test_the_top_octave_is_reported_where_it_was_learnt_or_tried():
+    entry = {"mode": "auto", "used": True, "steps": 110, "reason": "kept",
+             "validation_si_sdri_db": {"generic": 5.28, "adapted": 10.34},
+             "top_octave": {"used": True, "steps": 100, "validation_top_octave_snr_db": {"incoming": 7.34,
+                                                                                        "adapted": 8.25}}}
+    assert adaptation_line({"overlaps": OVERLAP, "adaptation": entry}).endswith(
+        "SI-SDRi); their top octave learnt (7.3 -> 8.2 dB SNR)")
+    entry["top_octave"] = {"used": False, "reason": "too little solo speech for B", "steps": 0,
+                           "validation_top_octave_snr_db": {"incoming": None, "adapted": None}}
+    assert adaptation_line({"overlaps": OVERLAP, "adaptation": entry}).endswith("; their top octave not learnt")
+
+
 def test_a_run_that_did_not_learn_says_why():
     manifest = {"overlaps": OVERLAP, "adaptation": {"mode": "auto", "used": False, "steps": 0,
                                                     "reason": "only 0.4 s of overlapped speech"}}

@@ -142,3 +142,22 @@ def complete(net: HighBandNet, mixture: torch.Tensor, voices: torch.Tensor) -> t
     combined = voice_spectra.clone()
     combined[:, :, SPLIT_BIN:] = shares * mixture_spectrum[:, None, SPLIT_BIN:]
     return istft(combined, n)
+
+
+def top_octave_loss(net: HighBandNet, mix: torch.Tensor, refs: torch.Tensor, ests: torch.Tensor) -> torch.Tensor:
+    """Mean over voices of the negative SNR (dB) of their top-octave STFT cells.
+
+    ``mix``: ``(batch, n)`` at 16 kHz; ``refs``: the true voices ``(batch, k, n)``;
+    ``ests``: the separator's voices brought to 16 kHz, in the references' order.
+    The floor (a thousandth of the mixture's octave) keeps a voice that is silent
+    up there from dominating the mean. Training (``scripts/train_high_band.py``)
+    and the episode's adaptation (:mod:`podsep.adapt_top_octave`) minimise it.
+    """
+    mixture = stft(mix)
+    shares = net.shares(mixture, stft(ests))
+    estimate = shares * mixture[:, None, SPLIT_BIN:]
+    target = stft(refs)[:, :, SPLIT_BIN:]
+    error = (estimate - target).abs().pow(2).sum(dim=(2, 3))
+    energy = target.abs().pow(2).sum(dim=(2, 3))
+    floor = 1e-3 * mixture[:, SPLIT_BIN:].abs().pow(2).sum(dim=(1, 2))[:, None] + 1e-10
+    return (10 * torch.log10((error + floor) / (energy + floor))).mean()

@@ -179,6 +179,7 @@ class EmbeddedSeparator:
         self.high_band = high_band_file(high_band)
         self._high_band_net: Any = None
         self.high_band_sha256: str | None = None
+        self.high_band_adapted = False  # True for a copy whose network learnt an episode's voices
 
     @property
     def band_rate(self) -> int:
@@ -332,6 +333,8 @@ class EmbeddedSeparator:
         if self.high_band is not None:
             description["high_band"] = {"source": str(self.high_band), "sha256": self.high_band_sha256,
                                         "band_hz": self.band_rate / 2}
+            if self.high_band_adapted:
+                description["high_band"]["adapted_to_episode"] = True
         return description
 
     def __call__(self, mixture: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -364,6 +367,44 @@ class EmbeddedSeparator:
                     sources = resample(estimate, self.sample_rate, sample_rate)
                 outputs.append(_fit(sources, mixture.size))
         return outputs
+
+    @property
+    def top_octave_network(self) -> Any:
+        """The loaded top-octave network (:mod:`.high_band`), or ``None`` without one."""
+        return self.load()._high_band_net
+
+    def voices_below_top_octave(self, mixtures: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The separated voices of 16 kHz mixtures, at 16 kHz and empty above the model's band.
+
+        What the top-octave network takes in next to the mixture: adapting it to
+        an episode (:mod:`podsep.adapt_top_octave`) trains it on exactly these.
+        """
+        import torch
+
+        from .high_band import RATE
+
+        model = self.load()._model
+        out = []
+        with one_torch_thread(self.device), torch.inference_mode():
+            for mixture in mixtures:
+                wide = np.asarray(mixture, dtype=np.float32)
+                low = resample(wide, RATE, self.sample_rate)
+                if low.size == 0 or not np.any(low):
+                    out.append(np.zeros((self.num_sources, wide.size), np.float32))
+                    continue
+                out.append(_fit(resample(self._separate_long(model, low), self.sample_rate, RATE), wide.size))
+        return out
+
+    def with_top_octave_network(self, net: Any, sha256: str) -> "EmbeddedSeparator":
+        """A copy that separates as this one does, with ``net`` sharing the top octave (an episode's
+        adapted network; ``sha256`` names its weights in the manifest)."""
+        import copy
+
+        twin = copy.copy(self.load())
+        twin._high_band_net = net.eval().to(self.device)
+        twin.high_band_sha256 = sha256
+        twin.high_band_adapted = True
+        return twin
 
     def _with_top_octave(self, mixture: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np.ndarray:
         """The voices at ``sample_rate``, their 3.75-8 kHz shared by the top-octave network (at 16 kHz)."""
