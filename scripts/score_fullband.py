@@ -498,9 +498,9 @@ TOP_OCTAVE_ADAPT = True
 
 
 def adapt_once_per_conversation(cache: Path | None = None) -> None:
-    """Adapt the separator once per conversation, not once per rendering: every rendering of a
-    conversation then shares the same adapted model (as a user's one run would have), and the table
-    costs one adaptation per conversation.
+    """Adapt the separator (and its top octave) once per conversation, not once per rendering: every
+    rendering of a conversation then shares the same adapted model (as a user's one run would have),
+    and the table costs one adaptation per conversation.
 
     ``cache``: a folder where each adapted model is also kept on disk, keyed by the given
     weights' sha256 (and its top-octave network's, when it has one) and the recording's
@@ -540,7 +540,22 @@ def adapt_once_per_conversation(cache: Path | None = None) -> None:
         _, model, entry = adapted[key]
         return model, dict(entry)
 
+    learn_octave = podsep.pipeline.learn_episode_top_octave
+    octaves: dict[tuple[int, str], tuple[Any, Any, dict[str, Any] | None]] = {}
+
+    def learn_octave_once(separator: Any, *args: Any) -> tuple[Any, dict[str, Any] | None]:
+        # The top octave too is learnt once per conversation (and not kept on disk: it costs about
+        # 50 s, where the separator's adaptation costs minutes). Its result depends on the separator
+        # it is given (the conversation's adapted one, the same object for every rendering from the
+        # table above) and the recording's fingerprint.
+        key = (id(separator), args[-2])
+        if key not in octaves:
+            octaves[key] = (separator, *learn_octave(separator, *args))
+        _, model, entry = octaves[key]
+        return model, (dict(entry) if entry is not None else None)
+
     podsep.pipeline.learn_episode_voices = learn_once
+    podsep.pipeline.learn_episode_top_octave = learn_octave_once
 
 
 def fixed_model() -> dict[str, Any]:

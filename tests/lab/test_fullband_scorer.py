@@ -19,6 +19,14 @@ def _scorer():
     return load_script("score_fullband")
 
 
+@pytest.fixture(autouse=True)
+def _restore_pipeline_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``adapt_once_per_conversation`` replaces the pipeline's adaptation stages for the rest of a
+    scoring run; after each test here the real ones come back."""
+    for name in ("learn_episode_voices", "learn_episode_top_octave"):
+        monkeypatch.setattr(podsep.pipeline, name, getattr(podsep.pipeline, name))
+
+
 def test_adaptation_runs_once_per_separator_and_recording(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
@@ -36,6 +44,26 @@ def test_adaptation_runs_once_per_separator_and_recording(monkeypatch: pytest.Mo
     assert again[1] == {"used": True} and again[1] is not first[1]  # each run gets its own manifest entry
     assert learn(separator, "source", "activity", "fingerprint-b")[0] == "adapted-2"
     assert learn(other, "source", "activity", "fingerprint-a")[0] == "adapted-3"
+    assert len(calls) == 3
+
+
+def test_the_top_octave_is_learnt_once_per_separator_and_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_octave(separator, *args):
+        calls.append((separator, args[-2]))
+        return f"octave-{len(calls)}", {"used": True}
+
+    monkeypatch.setattr(podsep.pipeline, "learn_episode_voices", lambda separator, *args: (separator, {}))
+    monkeypatch.setattr(podsep.pipeline, "learn_episode_top_octave", fake_octave)
+    _scorer().adapt_once_per_conversation()
+    learn = podsep.pipeline.learn_episode_top_octave
+    separator, other = object(), object()
+    first = learn(separator, "source", "activity", "regions", "settings", "run", "fingerprint-a", {})
+    again = learn(separator, "another source", "activity", "regions", "settings", "run", "fingerprint-a", {})
+    assert first[0] == again[0] == "octave-1" and again[1] == {"used": True} and again[1] is not first[1]
+    assert learn(separator, "source", "activity", "regions", "settings", "run", "fingerprint-b", {})[0] == "octave-2"
+    assert learn(other, "source", "activity", "regions", "settings", "run", "fingerprint-a", {})[0] == "octave-3"
     assert len(calls) == 3
 
 
