@@ -123,8 +123,9 @@ def adapt_top_octave(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequ
     valid_ests = torch.from_numpy(np.stack(voices[TRAINING_MIXTURES:]))
 
     with one_torch_thread():
-        before = _snr(net, valid_mix, valid_refs, valid_ests)
-        model = copy.deepcopy(net).cpu().float().train()
+        incoming = copy.deepcopy(net).cpu().float().eval()  # trained and scored on the CPU, wherever it runs
+        before = _snr(incoming, valid_mix, valid_refs, valid_ests)
+        model = copy.deepcopy(incoming).train()
         optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
         crop = int(round(CROP_SECONDS * RATE))
         for step in range(int(steps)):
