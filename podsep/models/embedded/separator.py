@@ -355,18 +355,22 @@ class EmbeddedSeparator:
 
         with torch.inference_mode():
             for mixture in mixtures:
-                mixture = np.asarray(mixture, dtype=np.float32)
-                low = resample(mixture, sample_rate, self.sample_rate)
-                if low.size == 0 or not np.any(low):
-                    outputs.append(np.zeros((self.num_sources, mixture.size), np.float32))
-                    continue
-                estimate = self._separate_long(model, low)
-                if self._high_band_net is not None and sample_rate > self.sample_rate:
-                    sources = self._with_top_octave(mixture, estimate, sample_rate)
-                else:
-                    sources = resample(estimate, self.sample_rate, sample_rate)
-                outputs.append(_fit(sources, mixture.size))
+                outputs.append(self._separate_one(model, mixture, sample_rate))
         return outputs
+
+    def _separate_one(self, model: Any, mixture: np.ndarray, sample_rate: int, top_octave: bool = True) -> np.ndarray:
+        """One window's voices at ``sample_rate`` (the top octave shared by the network where there is
+        one and ``top_octave`` asks for it); silence in, silence out."""
+        mixture = np.asarray(mixture, dtype=np.float32)
+        low = resample(mixture, sample_rate, self.sample_rate)
+        if low.size == 0 or not np.any(low):
+            return np.zeros((self.num_sources, mixture.size), np.float32)
+        estimate = self._separate_long(model, low)
+        if top_octave and self._high_band_net is not None and sample_rate > self.sample_rate:
+            sources = self._with_top_octave(mixture, estimate, sample_rate)
+        else:
+            sources = resample(estimate, self.sample_rate, sample_rate)
+        return _fit(sources, mixture.size)
 
     @property
     def top_octave_network(self) -> Any:
@@ -384,16 +388,8 @@ class EmbeddedSeparator:
         from .high_band import RATE
 
         model = self.load()._model
-        out = []
         with one_torch_thread(self.device), torch.inference_mode():
-            for mixture in mixtures:
-                wide = np.asarray(mixture, dtype=np.float32)
-                low = resample(wide, RATE, self.sample_rate)
-                if low.size == 0 or not np.any(low):
-                    out.append(np.zeros((self.num_sources, wide.size), np.float32))
-                    continue
-                out.append(_fit(resample(self._separate_long(model, low), self.sample_rate, RATE), wide.size))
-        return out
+            return [self._separate_one(model, mixture, RATE, top_octave=False) for mixture in mixtures]
 
     def with_top_octave_network(self, net: Any, sha256: str) -> "EmbeddedSeparator":
         """A copy that separates as this one does, with ``net`` sharing the top octave (an episode's
