@@ -10,6 +10,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from podsep.lab.paths import shared_root
@@ -51,6 +52,25 @@ def shared_dir() -> Path:
     if not (path / "data").is_dir():
         pytest.fail(f"shared data folder not found at {path}; set PODSEP_SHARED")
     return path
+
+
+@pytest.fixture(scope="session")
+def training_voices(shared_dir: Path):
+    """``training_voices(rate, seconds)``: the first ``seconds`` of two train-clean-100 voices (speakers
+    198 and 8770, as ``A`` and ``B``) at ``rate``: solo speech for the adaptation tests."""
+    import soundfile as sf
+
+    from podsep.audio import resample
+
+    def load(rate: int, seconds: float) -> dict[str, np.ndarray]:
+        folder = shared_dir / "data" / "librispeech" / "train-clean-100"
+        out = {}
+        for name, speaker in (("A", "198"), ("B", "8770")):
+            audio, file_rate = sf.read(sorted(folder.glob(f"{speaker}-*.flac"))[0], dtype="float32")
+            out[name] = resample(audio, file_rate, rate)[: int(seconds * rate)]
+        return out
+
+    return load
 
 
 @pytest.fixture(scope="session")

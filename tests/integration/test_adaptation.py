@@ -11,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 import podsep
 from podsep import adapt
-from podsep.audio import resample
 from podsep.diarization import Diarization
 from podsep.intervals import SpeakerActivity
 from podsep.lab.synth import ConversationSpec, generate_conversation
@@ -40,14 +38,9 @@ def weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def solo(shared_dir: Path) -> dict[str, np.ndarray]:
+def solo(training_voices) -> dict[str, np.ndarray]:
     """About 12 s of each of two training-set voices at 8 kHz (adaptation's solo speech)."""
-    out = {}
-    folder = shared_dir / "data" / "librispeech" / "train-clean-100"
-    for name, speaker in (("A", "198"), ("B", "8770")):
-        audio, rate = sf.read(sorted(folder.glob(f"{speaker}-*.flac"))[0], dtype="float32")
-        out[name] = resample(audio, rate, 8000)[: 12 * 8000]
-    return out
+    return training_voices(8000, 12)
 
 
 def _adapt(weights: Path, solo: dict[str, np.ndarray], steps: int = 3, **options) -> adapt.AdaptationResult:

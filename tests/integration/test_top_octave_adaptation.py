@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 import podsep
@@ -32,14 +31,9 @@ def weights(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def solo(shared_dir: Path) -> dict[str, np.ndarray]:
+def solo(training_voices) -> dict[str, np.ndarray]:
     """About 10 s of each of two training-set voices at 16 kHz."""
-    out = {}
-    folder = shared_dir / "data" / "librispeech" / "train-clean-100"
-    for name, speaker in (("A", "198"), ("B", "8770")):
-        audio, rate = sf.read(sorted(folder.glob(f"{speaker}-*.flac"))[0], dtype="float32")
-        out[name] = resample(audio, rate, 16000)[: 10 * 16000]
-    return out
+    return training_voices(16000, 10)
 
 
 @pytest.fixture
