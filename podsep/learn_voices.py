@@ -7,7 +7,8 @@ diarization in use, fine-tunes a copy of podsep's embedded separator on
 mixtures of it (:mod:`podsep.adapt`), and keeps the copy only when it beats the
 generic model on held-out speech. With a voice profile folder
 (``separation.voices``), a show's recurring voices are named from the profile
-and its adapted weights are the starting point; the profile is updated after
+and its adapted weights (the separator's, and the top-octave network's once an
+episode has adapted it) are the starting point; the profile is updated after
 the run (:mod:`podsep.voices`).
 
 Adaptation is deterministic: its seed comes from the input's fingerprint and
@@ -167,4 +168,6 @@ def save_voice_profile(settings: Settings, profile: Any, voices: dict[str, np.nd
     saved = save_profile(settings.separation.voices, voices, separator=separator if is_embedded(separator) else None,
                          previous=profile, embedder=space)
     return {"folder": settings.separation.voices, "saved": True, "voices": sorted(saved.voices),
-            "started_from_profile": profile is not None}
+            "started_from_profile": profile is not None,
+            "top_octave_saved": bool(is_embedded(separator) and separator.high_band_adapted),
+            "top_octave_sha256": saved.top_octave_sha256}

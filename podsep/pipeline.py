@@ -198,7 +198,8 @@ class Splitter:
                 separator, policy = loaded.model, loaded.overlap_policy
                 if separator is not None and profile is not None and is_embedded(separator) \
                         and profile.weights is not None:  # a show's adapted weights are the starting point
-                    separator = profile.separator(device=self.device, passes=settings.separation.passes)
+                    separator = profile.separator(device=self.device, passes=settings.separation.passes,
+                                                  high_band=separator.high_band or False)
                 if separator is not None:
                     separator, adaptation = learn_episode_voices(separator, source, activity, regions, windows,
                                                                  settings, run, fingerprint)

@@ -15,10 +15,15 @@ A profile is a folder:
   format (``config``, ``state_dict``, ``recipe``: plain tensors, ints and
   strings), so :class:`~podsep.models.embedded.separator.EmbeddedSeparator`
   loads it with ``torch.load(weights_only=True)`` like the shipped weights.
+* ``top_octave.pt``: the top-octave network (:mod:`podsep.models.embedded.high_band`)
+  once an episode has adapted it (:mod:`podsep.adapt_top_octave`), in that
+  network's own export format; the next episode at 16 kHz or more shares the
+  top octave with it and adapts it further. Absent until then.
 * ``voices/<name>.npy``: each voice's unit embedding (float32), read with
   ``numpy.load(allow_pickle=False)``.
 
-About 3.5 MB for the shipped model size; nothing in it can run code when read.
+About 3.5 MB for the shipped model size, 6 MB with the top-octave network;
+nothing in it can run code when read.
 Embeddings come from the diarizer's ``embed(list_of_waveforms, sample_rate)``
 (one row per clip); this module only takes and gives arrays, so any embedder
 works as long as a profile is always matched with the same one
@@ -27,6 +32,7 @@ works as long as a profile is always matched with the same one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -41,6 +47,7 @@ from .errors import ModelError
 PROFILE_VERSION = 1
 PROFILE_FILE = "profile.json"
 WEIGHTS_FILE = "separator.pt"
+TOP_OCTAVE_FILE = "top_octave.pt"
 VOICES_DIR = "voices"
 
 #: Cosine similarity from which a new speaker is taken to be a saved voice (raw GE2E embeddings of
@@ -60,6 +67,7 @@ class VoiceProfile:
     embedder: str | None = None
     weights_sha256: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    top_octave_sha256: str | None = None
 
     @property
     def weights(self) -> Path | None:
@@ -69,15 +77,32 @@ class VoiceProfile:
         path = self.folder / WEIGHTS_FILE
         return path if path.is_file() else None
 
-    def separator(self, *, device: str = "cpu", batch_size: int = 1, passes: int | None = None) -> Any:
+    @property
+    def top_octave(self) -> Path | None:
+        """The adapted top-octave network's file, when an episode has adapted one."""
+        if self.folder is None:
+            return None
+        path = self.folder / TOP_OCTAVE_FILE
+        return path if path.is_file() else None
+
+    def separator(self, *, device: str = "cpu", batch_size: int = 1, passes: int | None = None,
+                  high_band: Path | bool | None = None) -> Any:
         """The profile's adapted separator (an ``EmbeddedSeparator``; ``passes`` ``None``: its default;
-        the kind of passes its adaptation chose, as its recipe records), or ``None`` without weights."""
+        the kind of passes its adaptation chose, as its recipe records), or ``None`` without weights.
+
+        ``high_band`` is the top-octave choice of the separator the run would otherwise use (as
+        ``EmbeddedSeparator`` takes it: ``False`` none, ``None`` the shipped one, or a file): the
+        profile's adapted network replaces it, except that ``False`` stays ``False`` (a run with
+        ``separation.high_band: off`` gets no top-octave network from a profile either).
+        """
         from .models.embedded.separator import DEFAULT_PASSES, EmbeddedSeparator
 
         path = self.weights
         if path is None:
             return None
-        return EmbeddedSeparator(path, device=device, batch_size=batch_size,
+        if high_band is not False and self.top_octave is not None:
+            high_band = self.top_octave
+        return EmbeddedSeparator(path, device=device, batch_size=batch_size, high_band=high_band,
                                  passes=DEFAULT_PASSES if passes is None else passes, pass_kind=None).load()
 
     def match(self, embeddings: Mapping[str, np.ndarray], threshold: float = MATCH_THRESHOLD) -> "VoiceMatch":
@@ -161,7 +186,7 @@ def load_profile(folder: str | os.PathLike[str]) -> VoiceProfile | None:
         voices[str(entry["name"])] = unit(vector)
         episodes[str(entry["name"])] = int(entry.get("episodes", 1))
     return VoiceProfile(folder, voices, episodes, meta.get("embedder"), meta.get("weights_sha256"),
-                        dict(meta.get("notes") or {}))
+                        dict(meta.get("notes") or {}), meta.get("top_octave_sha256"))
 
 
 def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.ndarray], *,
@@ -174,7 +199,11 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
     this episode started from), a returning voice's embedding becomes the
     running mean over the episodes it was heard in, and voices absent from this
     episode are kept. ``separator`` (an ``EmbeddedSeparator``, adapted or not)
-    provides the weights; without it, the previous weights are kept.
+    provides the weights; without it, the previous weights are kept. Its top-octave
+    network is saved only when this episode adapted it (``high_band_adapted``);
+    otherwise the profile's previous one, if any, is kept: a generic network is
+    no news, and a run without one (``separation.high_band: off``) should not
+    erase what earlier episodes learnt.
     Files are replaced atomically and ``profile.json`` is written last.
     """
     import torch
@@ -201,9 +230,10 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
                    "state_dict": {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
                    "recipe": _plain(dict(getattr(separator, "recipe", {}) or {}))}
         write_atomically(folder / WEIGHTS_FILE, lambda path: torch.save(payload, path))
-        import hashlib
-
         sha = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+    top_sha = previous.top_octave_sha256 if previous is not None else None
+    if separator is not None and getattr(separator, "high_band_adapted", False):
+        top_sha = _save_top_octave(folder / TOP_OCTAVE_FILE, separator)
 
     entries, used = [], set()
     for name in sorted(voices):
@@ -219,10 +249,25 @@ def save_profile(folder: str | os.PathLike[str], embeddings: Mapping[str, np.nda
 
     meta = {"version": PROFILE_VERSION, "podsep": __version__, "embedder": embedder or
             (previous.embedder if previous is not None else None), "weights": WEIGHTS_FILE if sha else None,
-            "weights_sha256": sha, "voices": entries, "notes": _plain(dict(notes or {}))}
+            "weights_sha256": sha, "top_octave": TOP_OCTAVE_FILE if top_sha else None,
+            "top_octave_sha256": top_sha, "voices": entries, "notes": _plain(dict(notes or {}))}
     write_atomically(folder / PROFILE_FILE,
             lambda path: path.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"))
-    return VoiceProfile(folder, voices, episodes, meta["embedder"], sha, meta["notes"])
+    return VoiceProfile(folder, voices, episodes, meta["embedder"], sha, meta["notes"], top_sha)
+
+
+def _save_top_octave(path: Path, separator: Any) -> str:
+    """Write the separator's (adapted) top-octave network in its export format; the file's sha256."""
+    import torch
+
+    from .export import write_atomically
+
+    net = separator.top_octave_network
+    payload = {"config": net.config.to_dict(),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+               "recipe": _plain({"adapted_to_episode": True, "tensors_sha256": separator.high_band_sha256})}
+    write_atomically(path, lambda target: torch.save(payload, target))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _plain(value: Any) -> Any:

@@ -147,3 +147,38 @@ def test_the_pipeline_adapts_the_top_octave_where_the_network_is_used(weights, s
         assert (sha == entry["top_octave"]["weights_sha256"]) == entry["top_octave"]["used"]
     else:
         assert "top_octave" not in entry
+
+
+def test_a_voice_profile_keeps_the_learnt_top_octave_for_the_next_episode(weights, shared_dir, small, monkeypatch,
+                                                                           tmp_path) -> None:
+    import json
+
+    monkeypatch.setattr(top_octave, "STEPS", 2)
+    _always_keep(monkeypatch)
+    monkeypatch.setattr("podsep.threads.free_cores", lambda *args, **kwargs: 1)
+    mixture, conversation = _episode(shared_dir, 16000)
+    show = tmp_path / "show"
+    settings = {"diarization.cache": False, "separation.voices": str(show)}
+
+    def split(separator: EmbeddedSeparator, **overrides) -> dict:
+        return podsep.split(mixture, sample_rate=16000, diarization=conversation.diarization, separator=separator,
+                            overrides={**settings, **overrides}).manifest
+
+    first = split(_separator(weights), **{"separation.adapt": "on", "separation.adapt_top_octave": True,
+                                          "separation.adapt_budget": adapt.FIXED_COST_S + 2 * adapt.SECONDS_PER_STEP})
+    learnt = first["adaptation"]["top_octave"]
+    assert learnt["used"] and first["voices"]["top_octave_saved"]
+    saved = json.loads((show / "profile.json").read_text())
+    assert saved["top_octave"] == "top_octave.pt" and saved["top_octave_sha256"] == first["voices"]["top_octave_sha256"]
+    payload = torch.load(show / "top_octave.pt", weights_only=True)
+    assert adapt.state_digest(payload["state_dict"]) == learnt["weights_sha256"]  # the network the episode used
+
+    # The next episode, not adapting, shares the top octave with the saved network, not the generic one.
+    second = split(_separator(weights), **{"separation.adapt": "off"})
+    used = second["models"]["separation"]["high_band"]
+    assert used["sha256"] == saved["top_octave_sha256"] and used["source"] == str(show / "top_octave.pt")
+    assert not second["voices"]["top_octave_saved"]
+    # Without a top-octave network in the run (separation.high_band: off), the profile adds none.
+    third = split(EmbeddedSeparator(weights[0], high_band=False), **{"separation.adapt": "off"})
+    assert "high_band" not in third["models"]["separation"]
+    assert json.loads((show / "profile.json").read_text())["top_octave_sha256"] == saved["top_octave_sha256"]
