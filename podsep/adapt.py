@@ -65,7 +65,7 @@ BUDGET_FRACTION = 0.10
 #: by relative measurements of the grown networks (1.0, then 1.1 for four repeats in session 23),
 #: which undercounted the step by about half: a "60 s" budget took 109-127 s (session 25).
 STEP_CORE_SECONDS = 2.0
-#: The budget is "seconds of 2-core compute": two workers (see :class:`_Trainer`) share each step,
+#: The budget is "seconds of 2-core compute": two workers (see :class:`MicroBatchTrainer`) share each step,
 #: and the never-worse check's separations are shared between them the same way.
 BUDGET_CORES = 2
 #: Seconds of the budget kept for what is not a training step, measured in session 26 (the same
@@ -410,11 +410,12 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
 
     shapes = MixtureShapes(overlap_seconds, level_db)
     workers = max(1, min(int(workers), MICRO_BATCHES))
-    with one_torch_thread():  # per worker; results do not depend on the worker count (see _Trainer)
+    with one_torch_thread():  # per worker; results do not depend on the worker count (see MicroBatchTrainer)
         valid_mix, valid_src = validation_mixtures(valid_audio, pairs, rate, seed, shapes)
         model = copy.deepcopy(network).to("cpu").float()
         before = score_separation(base, valid_mix, valid_src, workers)  # the incoming model as it separates
-        trainer = _Trainer(model, trainable, learning_rate, workers)
+        trainer = MicroBatchTrainer(model, _select_trainable(model, trainable), learning_rate, workers,
+                                    _separation_loss)
         n = int(round(crop_seconds * rate))
         try:
             for step in range(int(steps)):
@@ -423,7 +424,7 @@ def adapt_separator(separator: Any, solo: Mapping[str, np.ndarray], pairs: Seque
                             for _ in range(batch)]
                 mix = torch.from_numpy(np.stack([e[0] for e in examples]))
                 src = torch.from_numpy(np.stack([e[1] for e in examples]))
-                trainer.step(mix, src, _learning_rate(step, int(steps), learning_rate))
+                trainer.step((mix, src), _learning_rate(step, int(steps), learning_rate))
                 if hook is not None:
                     hook("adaptation", None, completed=step + 1, total=int(steps))
         finally:
@@ -543,16 +544,27 @@ def separate_side_by_side(separator: Any, mixtures: list[np.ndarray], workers: i
     bit-identical to a single call's and only the wall time changes.
     """
     rate = separator.sample_rate
-    workers = max(1, min(int(workers), len(mixtures)))
-    if workers == 1 or str(getattr(separator, "device", "cpu")) != "cpu":  # a GPU runs them one after the other anyway
-        return separator.separate_batch(mixtures, rate)
+    if str(getattr(separator, "device", "cpu")) != "cpu":  # a GPU runs them one after the other anyway
+        workers = 1
+    return side_by_side(lambda part: separator.separate_batch(part, rate), mixtures, workers)
+
+
+def side_by_side(function: Callable[[list[Any]], list[Any]], items: list[Any], workers: int = 1) -> list[Any]:
+    """``function(items)``, computed as ``workers`` contiguous parts in as many threads, joined in order.
+
+    For per-item work on one torch thread each (separations): every item's result is the one a
+    single call gives, so the worker count changes only the wall time.
+    """
+    workers = max(1, min(int(workers), len(items)))
+    if workers == 1:
+        return list(function(list(items)))
     from concurrent.futures import ThreadPoolExecutor
 
-    bounds = np.linspace(0, len(mixtures), workers + 1).round().astype(int)
-    parts = [mixtures[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podsep-score") as pool:
-        separated = list(pool.map(lambda part: separator.separate_batch(part, rate), parts))
-    return [estimate for part in separated for estimate in part]
+    bounds = np.linspace(0, len(items), workers + 1).round().astype(int)
+    parts = [list(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podsep-side") as pool:
+        done = list(pool.map(function, parts))
+    return [result for part in done for result in part]
 
 
 def state_digest(state: Mapping[str, Any]) -> str:
@@ -566,24 +578,31 @@ def state_digest(state: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
-class _Trainer:
+class MicroBatchTrainer:
     """Adam on fixed micro-batches, computed by one or more workers with identical results.
 
     Why not torch's own threads: the reduction order inside a multi-threaded
     backward pass depends on the thread count (a 2-thread run gave other
     weights than a 1-thread run), and two intra-op threads on a core another
-    process holds stall every parallel region. Here each micro-batch's
-    gradient is computed with one thread, on the master model or on a replica
-    in a worker thread, and the gradients are added in micro-batch order.
+    process holds stall every parallel region. Here each batch is split into
+    :data:`MICRO_BATCHES` fixed parts; each part's gradient is computed with one
+    thread, on the master model or on a replica in a worker thread, and the
+    gradients are added in part order. ``loss(model, *tensors)`` is the mean
+    loss of a (micro-)batch, so a part's gradient is weighted by its share of
+    the batch. The episode's separator (:func:`adapt_separator`) and its
+    top-octave network (:mod:`podsep.adapt_top_octave`) both train so.
     """
 
-    def __init__(self, model: Any, trainable: str, learning_rate: float, workers: int) -> None:
+    def __init__(self, model: Any, parameters: list[Any], learning_rate: float, workers: int,
+                 loss: Callable[..., Any], clip_norm: float = CLIP_NORM) -> None:
         import torch
 
         self.model = model.train()
-        self.parameters = _select_trainable(model, trainable)
-        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        self.parameters = parameters
+        self.loss = loss
+        self.clip_norm = clip_norm
         self.optimiser = torch.optim.Adam(self.parameters, lr=learning_rate)
+        workers = max(1, min(int(workers), MICRO_BATCHES))
         self.replicas = [model] + [copy.deepcopy(model) for _ in range(workers - 1)]
         self.pool = None
         if workers > 1:
@@ -591,27 +610,29 @@ class _Trainer:
 
             self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="podsep-adapt")
 
-    def _gradients(self, replica: Any, mix: Any, src: Any, share: float) -> list[Any]:
+    def _gradients(self, replica: Any, parts: tuple[Any, ...], share: float) -> list[Any]:
         import torch
 
         torch.set_num_threads(1)  # OpenMP's thread count is per thread: set it in the worker too
         trained = [p for p in replica.parameters() if p.requires_grad]
         for parameter in trained:
             parameter.grad = None
-        loss = -pit_si_sdr(replica(mix), src).mean() * share
-        loss.backward()
+        (self.loss(replica, *parts) * share).backward()
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in trained]
 
-    def step(self, mix: Any, src: Any, learning_rate: float) -> None:
+    def step(self, tensors: tuple[Any, ...], learning_rate: float) -> None:
+        """One Adam step on the batch ``tensors`` (each split along its first axis), at ``learning_rate``."""
         import torch
 
-        parts = [(m, s, m.shape[0] / mix.shape[0]) for m, s in
-                 zip(torch.tensor_split(mix, MICRO_BATCHES), torch.tensor_split(src, MICRO_BATCHES)) if m.shape[0]]
+        size = tensors[0].shape[0]
+        split = [torch.tensor_split(t, MICRO_BATCHES) for t in tensors]
+        parts = [(tuple(t[k] for t in split), split[0][k].shape[0] / size)
+                 for k in range(MICRO_BATCHES) if split[0][k].shape[0]]
         if self.pool is None:
-            results = [self._gradients(self.model, m, s, w) for m, s, w in parts]
+            results = [self._gradients(self.model, part, share) for part, share in parts]
         else:
-            futures = [self.pool.submit(self._gradients, self.replicas[k % len(self.replicas)], m, s, w)
-                       for k, (m, s, w) in enumerate(parts)]
+            futures = [self.pool.submit(self._gradients, self.replicas[k % len(self.replicas)], part, share)
+                       for k, (part, share) in enumerate(parts)]
             results = [f.result() for f in futures]
         for index, parameter in enumerate(self.parameters):
             total = results[0][index].clone()
@@ -620,7 +641,7 @@ class _Trainer:
             parameter.grad = total
         for group in self.optimiser.param_groups:
             group["lr"] = learning_rate
-        torch.nn.utils.clip_grad_norm_(self.parameters, CLIP_NORM)
+        torch.nn.utils.clip_grad_norm_(self.parameters, self.clip_norm)
         self.optimiser.step()
         with torch.no_grad():
             for replica in self.replicas[1:]:
@@ -631,6 +652,11 @@ class _Trainer:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         self.model.eval()
+
+
+def _separation_loss(model: Any, mix: Any, src: Any) -> Any:
+    """The separator's training loss: negative PIT SI-SDR, mean over the batch."""
+    return -pit_si_sdr(model(mix), src).mean()
 
 
 def _select_trainable(model: Any, trainable: str) -> list[Any]:

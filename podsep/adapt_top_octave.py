@@ -12,10 +12,11 @@ keeps the copy only when it shares held-out mixtures' octave better than the
 incoming network (the never-worse rule of :mod:`podsep.adapt`).
 
 The cost is small next to the separator's adaptation: one separation of a few
-minutes of mixtures and a hundred steps of a 0.6 M-parameter network on one
-thread. Deterministic as :mod:`podsep.adapt` is: mixtures and batches come from
-generators seeded by the episode, the step count is fixed, training runs on one
-torch thread.
+minutes of mixtures and a hundred steps of a 0.6 M-parameter network, shared by
+the adaptation's workers. Deterministic as :mod:`podsep.adapt` is: mixtures and
+batches come from generators seeded by the episode, the step count is fixed, and
+each batch is computed in fixed halves on one torch thread each, whatever the
+number of workers.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .adapt import (MixtureShapes, hold_out, keeps_adapted, make_mixture, overlapping_pairs, state_digest,
-                    validation_mixtures)
+from .adapt import (MixtureShapes, MicroBatchTrainer, hold_out, keeps_adapted, make_mixture, overlapping_pairs,
+                    side_by_side, state_digest, validation_mixtures)
 from .threads import one_torch_thread
 
 #: Training mixtures, each separated once before training (4 s: batches take 3 s crops of them).
@@ -77,7 +78,7 @@ class TopOctaveResult:
 def adapt_top_octave(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequence[Sequence[str]], seed: int = 0,
                      *, steps: int | None = None,
                      overlap_seconds: Mapping[tuple[str, str], Sequence[float]] | None = None,
-                     hook: Callable[..., Any] | None = None) -> TopOctaveResult:
+                     hook: Callable[..., Any] | None = None, workers: int = 1) -> TopOctaveResult:
     """Fine-tune a copy of ``separator``'s top-octave network on this recording's voices.
 
     ``separator``: an :class:`~podsep.models.embedded.separator.EmbeddedSeparator`
@@ -85,7 +86,9 @@ def adapt_top_octave(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequ
     network learns from the voices this separator outputs); ``solo``: each
     speaker's solo speech at 16 kHz (:func:`podsep.adapt.collect_solo_speech` with
     ``model_rate=16000``); ``pairs``: the speakers who overlap. ``hook("top-octave",
-    None, completed=k, total=steps)`` is called after each step.
+    None, completed=k, total=steps)`` is called after each step. ``workers`` threads
+    share the separations and each step (:class:`podsep.adapt.MicroBatchTrainer`):
+    the network learnt is the same bits with one or two, only the wall time changes.
     """
     import torch
 
@@ -116,7 +119,9 @@ def adapt_top_octave(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequ
                                                 count=VALIDATION_MIXTURES, seconds=EXAMPLE_SECONDS)
     mixtures = [e[0] for e in examples] + list(valid_mix.numpy())
     references = [e[1] for e in examples] + list(valid_refs.numpy())
-    voices = [_in_order(v, r) for v, r in zip(separator.voices_below_top_octave(mixtures), references)]
+    separated = side_by_side(separator.voices_below_top_octave, mixtures,
+                             workers if str(getattr(separator, "device", "cpu")) == "cpu" else 1)
+    voices = [_in_order(v, r) for v, r in zip(separated, references)]
     train_mix = torch.from_numpy(np.stack(mixtures[:TRAINING_MIXTURES]))
     train_refs = torch.from_numpy(np.stack(references[:TRAINING_MIXTURES]))
     train_ests = torch.from_numpy(np.stack(voices[:TRAINING_MIXTURES]))
@@ -125,24 +130,22 @@ def adapt_top_octave(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequ
     with one_torch_thread():
         incoming = copy.deepcopy(net).cpu().float().eval()  # trained and scored on the CPU, wherever it runs
         before = _snr(incoming, valid_mix, valid_refs, valid_ests)
-        model = copy.deepcopy(incoming).train()
-        optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        model = copy.deepcopy(incoming)
+        trainer = MicroBatchTrainer(model, list(model.parameters()), LEARNING_RATE, workers, top_octave_loss,
+                                    clip_norm=CLIP_NORM)
         crop = int(round(CROP_SECONDS * RATE))
-        for step in range(int(steps)):
-            rng = np.random.default_rng([int(seed), 8, step])
-            index = torch.from_numpy(rng.choice(TRAINING_MIXTURES, BATCH, replace=False))
-            start = int(rng.integers(0, n - crop + 1))
-            for group in optimiser.param_groups:
-                group["lr"] = LEARNING_RATE * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / max(1, steps))))
-            loss = top_octave_loss(model, train_mix[index, start:start + crop],
-                                   train_refs[index, :, start:start + crop], train_ests[index, :, start:start + crop])
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-            optimiser.step()
-            if hook is not None:
-                hook("top-octave", None, completed=step + 1, total=int(steps))
-        model.eval()
+        try:
+            for step in range(int(steps)):
+                rng = np.random.default_rng([int(seed), 8, step])
+                index = torch.from_numpy(rng.choice(TRAINING_MIXTURES, BATCH, replace=False))
+                start = int(rng.integers(0, n - crop + 1))
+                learning_rate = LEARNING_RATE * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * step / max(1, steps))))
+                trainer.step((train_mix[index, start:start + crop], train_refs[index, :, start:start + crop],
+                              train_ests[index, :, start:start + crop]), learning_rate)
+                if hook is not None:
+                    hook("top-octave", None, completed=step + 1, total=int(steps))
+        finally:
+            trainer.close()
         after = _snr(model, valid_mix, valid_refs, valid_ests)
     digest = state_digest(model.state_dict())
     seconds = time.perf_counter() - started

@@ -101,7 +101,8 @@ def learn_episode_top_octave(separator: Any, source: Audio | FileAudio, activity
     with run.stage("adaptation") as stage:  # the stage's second part: its time adds to the first's
         solo = collect_solo_speech(lambda a, b: source.read(a, b).mean(axis=0), activity, model_rate=RATE)
         result = adapt_top_octave(separator, solo, adaptation.get("pairs") or [], seed=seed_of(fingerprint),
-                                  overlap_seconds=overlap_statistics(regions), hook=run.substep_hook("adaptation"))
+                                  overlap_seconds=overlap_statistics(regions), hook=run.substep_hook("adaptation"),
+                                  workers=adaptation_workers())
         stage.artifact = {**adaptation, "top_octave": result.to_manifest()}
     return (result.separator if result.used else separator), result.to_manifest()
 

@@ -57,13 +57,13 @@ def _always_keep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(top_octave, "keeps_adapted", lambda before, after: True)
 
 
-def test_the_same_episode_gives_the_same_network_and_the_incoming_one_is_untouched(weights, solo, small,
-                                                                                   monkeypatch) -> None:
+def test_the_same_episode_gives_the_same_network_with_one_or_two_workers_and_the_incoming_one_is_untouched(
+        weights, solo, small, monkeypatch) -> None:
     _always_keep(monkeypatch)
     incoming = _separator(weights)
     before = _net_bytes(incoming.top_octave_network)
     first = top_octave.adapt_top_octave(incoming, solo, [("A", "B")], seed=4, steps=3)
-    second = top_octave.adapt_top_octave(_separator(weights), solo, [("A", "B")], seed=4, steps=3)
+    second = top_octave.adapt_top_octave(_separator(weights), solo, [("A", "B")], seed=4, steps=3, workers=2)
     other = top_octave.adapt_top_octave(_separator(weights), solo, [("A", "B")], seed=5, steps=3)
     assert first.used and first.steps == 3
     assert first.sha256 == second.sha256 != other.sha256
