@@ -77,7 +77,9 @@ def prepare(run_dir: Path, count: int, seed: int, worker: int, workers: int) -> 
         return
     corpus = [(s, a) for s, a in ts.training_corpus(RATE) if s.removeprefix("vctk") not in EVALUATION_SPEAKERS]
     by_speaker = ts.group_by_speaker(corpus)
-    separator = EmbeddedSeparator().load()
+    # The voices as the network receives them in use: the separator's, below the top octave (without
+    # high_band=False a shipped network would fill the octave it is to learn).
+    separator = EmbeddedSeparator(high_band=False).load()
     rng = np.random.default_rng([seed, worker])
     n = int(EXAMPLE_SECONDS * RATE)
     mixes, refs, ests = [], [], []
@@ -167,6 +169,8 @@ def train(args) -> None:
     train_set = load_examples(run_dir, "train-*.npz", dtype=np.float16)
     dev = load_examples(run_dir, "dev.npz")
     net = HighBandNet(HighBandConfig())
+    if args.init is not None:  # fine-tune a network (e.g. the shipped one) instead of starting afresh
+        net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"])
     optimiser = torch.optim.Adam(net.parameters(), lr=args.lr)
     step = 0
     checkpoint = run_dir / "checkpoint.pt"
@@ -240,7 +244,7 @@ def export(args) -> None:
     recipe = {"script": "scripts/train_high_band.py", "steps": state["step"], "seed": args.seed,
               "command": args.recorded_command, "data": "train-clean-100 + vctk16k (without fullband/'s six speakers) "
               "+ arctic-sisec, 4 s mixtures separated by the shipped embedded separator",
-              "examples": example_count(args.run_dir),
+              "examples": example_count(args.run_dir), "initialised_from": str(args.init) if args.init else None,
               "development": log[-1], "wall_seconds": args.wall_seconds}
     payload = {"config": HighBandConfig().to_dict(), "state_dict": state["net"], "recipe": recipe}
     args.export.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +266,9 @@ def main() -> None:
     parser.add_argument("--dev-every", type=int, default=250)
     parser.add_argument("--checkpoint-seconds", type=float, default=180.0)
     parser.add_argument("--export", type=Path, default=None)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this exported network (podsep/data/high_band.pt to fine-tune the shipped one "
+                             "on the current separator's voices)")
     parser.add_argument("--recorded-command", default="")
     parser.add_argument("--wall-seconds", type=float, default=None)
     args = parser.parse_args()
