@@ -489,6 +489,25 @@ def seams(case: Case, result: Any, band_hz: float | None) -> list[dict[str, floa
 # runs
 
 
+def score_rooms(count: int, separator: Any, seam_groups: list[tuple[str, list[dict]]],
+                oracles: bool = True) -> dict[str, Any]:
+    """The reverberant conversations' table (printed) and report entry; their seams join ``seam_groups``."""
+    room = libri_cases(count, reverb=True)
+    makers: list[tuple[str, Any]] = [("embedded 8 kHz", lambda c: separator)]
+    if oracles:
+        makers += [("oracle 8 kHz, reverberant images", lambda c: Oracle(c, 8000)),
+                   ("oracle 16 kHz (full band), dry voices", lambda c: Oracle(c, 16000, c.dry))]
+    room_sets = []
+    room_seams: list[dict] = []
+    for label, make in makers:
+        rows = room_scores(room, make, room_seams if label.startswith("embedded") else None)
+        room_sets.append((label, rows))
+    summary = print_room_table(room_sets)
+    seam_groups.append(("16 kHz rooms, embedded 8 kHz", room_seams))
+    return {"conversations": [{"name": c.name, **c.info} for c in room], "summary": summary,
+            "voices": {label: rows for label, rows in room_sets}}
+
+
 #: ``--adapt``: run the embedded separator as podsep does by default, adapted to each conversation's
 #: voices where its solo speech allows, instead of as given.
 ADAPT = False
@@ -882,6 +901,9 @@ def main() -> None:
     parser.add_argument("--pairs-only", action="store_true",
                         help="only the full-band table's 44.1 and 48 kHz pairs of fullband/ clips and their seams (a few "
                              "minutes: for a rendering change that acts only where voices have little solo speech)")
+    parser.add_argument("--rooms-only", action="store_true",
+                        help="only the reverberant conversations, with the embedded separator (their oracle rows do not "
+                             "depend on it), and their seams")
     parser.add_argument("--test-other-only", action="store_true",
                         help="only the full-band table's 16 kHz test-other conversations (the same problem one "
                              "octave down)")
@@ -982,6 +1004,12 @@ def main() -> None:
 
     # 1. full band
     seam_groups: list[tuple[str, list[dict]]] = []
+    if args.rooms_only:
+        report["room"] = score_rooms(rooms, separator, seam_groups, oracles=False)
+        report["seams"] = {"summary": print_seam_table(seam_groups),
+                           "seams": {label: rows for label, rows in seam_groups}}
+        finish(report, started, args.json)
+        return
     fullband = fullband_cases(args.quick)
     band_sets = [] if args.test_other_only else score_full_band(fullband, separator, "pairs", seam_groups)
     libri = libri_cases(conversations)
@@ -998,18 +1026,7 @@ def main() -> None:
         return
 
     # 2. the room
-    room = libri_cases(rooms, reverb=True)
-    room_sets = []
-    room_seams: list[dict] = []
-    for label, make in (("embedded 8 kHz", lambda c: separator),
-                        ("oracle 8 kHz, reverberant images", lambda c: Oracle(c, 8000)),
-                        ("oracle 16 kHz (full band), dry voices", lambda c: Oracle(c, 16000, c.dry))):
-        rows = room_scores(room, make, room_seams if label.startswith("embedded") else None)
-        room_sets.append((f"{label}", rows))
-    room_summary = print_room_table(room_sets)
-    seam_groups.append(("16 kHz rooms, embedded 8 kHz", room_seams))
-    report["room"] = {"conversations": [{"name": c.name, **c.info} for c in room], "summary": room_summary,
-                      "voices": {label: rows for label, rows in room_sets}}
+    report["room"] = score_rooms(rooms, separator, seam_groups)
 
     # 3. identity
     first48 = fullband[48000][0]
