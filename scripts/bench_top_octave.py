@@ -8,6 +8,13 @@ rendering the overlaps, twice above 16 kHz with the network: see podsep.separate
 and assembly.
 
     python scripts/bench_top_octave.py --minutes 5 --rate 48000
+
+``--adaptation``: instead, the episode stage that learns the top octave
+(:func:`podsep.adapt_top_octave.adapt_top_octave`, shipped networks) on 40 s of
+each of two train-clean-100 voices, with one worker and with two, ``--repeats``
+times each; prints the median wall seconds and whether both learnt the same bits.
+
+    python scripts/bench_top_octave.py --adaptation
 """
 
 from __future__ import annotations
@@ -31,7 +38,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=48000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--adaptation", action="store_true",
+                        help="time the top-octave adaptation stage with one and two workers instead")
     args = parser.parse_args()
+    if args.adaptation:
+        adaptation_table(args.repeats)
+        return
     import torch
 
     import podsep
@@ -60,6 +72,37 @@ def main() -> None:
     print(f"{'high_band':<10}" + "".join(f"{name:>12}" for name in (*stages, "total")))
     for setting, runs in times.items():
         print(f"{setting:<10}" + "".join(f"{np.median([r[name] for r in runs]):>12.1f}" for name in (*stages, "total")))
+
+
+def adaptation_table(repeats: int) -> None:
+    """Wall seconds of the top-octave stage with one and two workers (the same weights either way)."""
+    import collections
+
+    import soundfile as sf
+
+    from podsep.adapt_top_octave import adapt_top_octave
+    from podsep.models.embedded.separator import EmbeddedSeparator
+
+    folder = shared_root() / "data" / "librispeech" / "train-clean-100"
+    by_speaker: dict[str, list[Path]] = collections.defaultdict(list)
+    for path in sorted(folder.glob("*.flac")):
+        by_speaker[path.name.split("-")[0]].append(path)
+    solo = {}
+    for label, speaker in zip("AB", sorted(by_speaker)[:2]):
+        solo[label] = np.concatenate([sf.read(str(f), dtype="float32")[0] for f in by_speaker[speaker][:6]])[:40 * 16000]
+    separator = EmbeddedSeparator().load()
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    digests: dict[int, set[str | None]] = {1: set(), 2: set()}
+    for _ in range(repeats):
+        for workers in seconds:
+            started = time.perf_counter()
+            result = adapt_top_octave(separator, solo, [("A", "B")], seed=3, workers=workers)
+            seconds[workers].append(time.perf_counter() - started)
+            digests[workers].add(result.sha256)
+    print(f"top-octave adaptation, two train-clean-100 voices (40 s each), median of {repeats} (seconds)")
+    for workers, runs in seconds.items():
+        print(f"{workers} worker{'s' if workers > 1 else ' '}  {np.median(runs):8.1f}")
+    print("same weights with one and two workers:", digests[1] == digests[2] and len(digests[1]) == 1)
 
 
 if __name__ == "__main__":
