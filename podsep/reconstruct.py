@@ -10,7 +10,10 @@ whom, and the parts always add up to the original.
 * **Inside the model's band** the estimates are made consistent with the
   mixture: they are scaled by least squares to the window, and what they leave
   over (or double count) is shared between them in proportion to their energy
-  in each cell. This keeps what a good time-domain separator gives (phase
+  in each cell. Where a second network fills a separator's outputs above its own
+  band (the embedded model's top octave), that least-squares fit looks at the
+  separator's own band only (FIT_GAINS_IN_OWN_BAND, session 34), so a changed
+  octave does not move it. This keeps what a good time-domain separator gives (phase
   included, beyond what a magnitude mask allows) while the sum is exactly the
   mixture.
 * **Above the model's band** there is no estimate, so each speaker's share of a
@@ -100,6 +103,11 @@ EXTENSION_FOLD_FRAMES = 25  # block length of the two-fold check of the regressi
 EXTENSION_MIN_SECONDS = 4.0  # less voiced solo speech than this: keep the tilt rule (see VoiceSpectrum)
 TOP_BAND_FROM = 0.8  # the "top of the model's band" (whose shares are extended upwards) starts here, as a fraction of its edge
 BAND_MARGIN = 0.95  # bins above this fraction of the model's Nyquist are treated as out of band
+#: Where a second network fills a separator's outputs above its own band (the embedded model's top
+#: octave), fit each window's estimates to it in the separator's own band only: a changed top octave
+#: (an episode's adapted network) then cannot move those gains (session 34; False: the whole band,
+#: as before; the lab compares).
+FIT_GAINS_IN_OWN_BAND = True
 
 
 @dataclass(frozen=True)
@@ -295,11 +303,25 @@ def consistent_gains(mixture: np.ndarray, sources: np.ndarray) -> np.ndarray:
     return gains
 
 
+def spectral_gains(spectrum: np.ndarray, estimates: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Real least-squares gains so that ``sum(gain_i * estimate_i)`` best matches ``spectrum`` in the
+    bins ``keep`` (``spectrum``: ``(bins, frames)``, ``estimates``: ``(k, bins, frames)``)."""
+    k = estimates.shape[0]
+    basis = estimates[:, keep, :].reshape(k, -1)
+    target = spectrum[keep, :].reshape(-1)
+    gram = np.real(basis.conj() @ basis.T)
+    if not np.any(gram):
+        return np.ones(k)
+    gains, *_ = np.linalg.lstsq(gram, np.real(basis.conj() @ target), rcond=None)
+    return gains
+
+
 def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *, band_hz: float | None = None,
                    voices: Sequence[VoiceSpectrum] | None = None, certainty: float = 1.0,
                    fit_prior: float | None = None, tilt_fit_prior: float | None = None,
                    tilt_shrink: float | None = None,
-                   also: Sequence[tuple[float | None, Sequence[VoiceSpectrum] | None]] = ()) -> np.ndarray:
+                   also: Sequence[tuple[float | None, Sequence[VoiceSpectrum] | None]] = (),
+                   fit_below_hz: float | None = None) -> np.ndarray:
     """Share the window's original audio between the separated sources.
 
     ``mixture``: ``(channels, n)`` original audio; ``sources``: ``(k, n)`` the
@@ -311,7 +333,9 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     (:func:`_fit_to_mixture`; ``None``: EXTENSION_FIT_PRIOR) where the per-voice
     regression predicts, ``tilt_fit_prior`` the same where the tilt rule does
     (``None``: TILT_FIT_PRIOR); ``tilt_shrink``: how much the tilt rule's shares are
-    softened (``None``: EXTENSION_SHRINK, as the regression's); ``also``: further
+    softened (``None``: EXTENSION_SHRINK, as the regression's); ``fit_below_hz``: fit the
+    estimates to the window below this frequency only (``None``: over the whole band; see
+    FIT_GAINS_IN_OWN_BAND); ``also``: further
     ``(band_hz, voices)`` renderings averaged with this one (each adds up to the
     mixture, so the average does; see ``podsep.separate.rendering_bands``), sharing
     its transforms. Returns
@@ -327,8 +351,17 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
     transform = Transform.for_rate(sample_rate)
     freqs = transform.frequencies(sample_rate)
     mono = mixture.mean(axis=0)
-    mono_estimates = transform.forward(sources * consistent_gains(mono, sources)[:, None])  # (k, bins, frames)
     mono_spectrum = transform.forward(mono)  # the shares' evidence above the band, and a mono input's own spectrum
+    fit_bins = freqs < fit_below_hz if fit_below_hz is not None and fit_below_hz < freqs[-1] else None
+    source_spectra = transform.forward(sources) if fit_bins is not None else None
+
+    def fitted(signal: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
+        """The estimates' spectra, scaled to fit ``signal`` (whose spectrum is ``spectrum``)."""
+        if source_spectra is None:
+            return transform.forward(sources * consistent_gains(signal, sources)[:, None])
+        return source_spectra * spectral_gains(spectrum, source_spectra, fit_bins)[:, None, None]
+
+    mono_estimates = fitted(mono, mono_spectrum)  # (k, bins, frames)
     prior = EXTENSION_FIT_PRIOR if fit_prior is None else float(fit_prior)
     tilt_prior = TILT_FIT_PRIOR if tilt_fit_prior is None else float(tilt_fit_prior)
     tilt_softening = EXTENSION_SHRINK if tilt_shrink is None else float(tilt_shrink)
@@ -343,7 +376,7 @@ def rebuild_window(mixture: np.ndarray, sources: np.ndarray, sample_rate: int, *
             spectrum, estimates = mono_spectrum, mono_estimates  # (bins, frames): the mono mixture is this channel
         else:
             spectrum = transform.forward(signal)
-            estimates = transform.forward(sources * consistent_gains(signal, sources)[:, None])
+            estimates = fitted(signal, spectrum)
         residual = spectrum - estimates.sum(axis=0)
         parts = np.zeros((k,) + spectrum.shape, dtype=complex)
         for weights, high, inside in renderings:

@@ -61,7 +61,7 @@ def separate_and_assign(
         bands = rendering_bands(separator, rate)
         spectra = {band: speaker_spectra(source, activity, band) for band in bands
                    if rendering == "rebuild" and band is not None}
-        trust = trust_of(separator)
+        trust = {**trust_of(separator), "fit_below_hz": gain_fit_band(separator, rate)}
         results: list[WindowAssignment | None] = [None] * len(windows)
         previous_by_region: dict[int, int] = {}
         assign_seconds = 0.0
@@ -172,6 +172,23 @@ def rendering_bands(separator: Any, rate: int) -> list[float | None]:
     if band is None or not isinstance(own_rate, (int, float)) or not isinstance(reach, (int, float)):
         return [band]
     return [band, own_rate / 2.0] if own_rate < reach else [band]  # (band set: the input is above ``reach``)
+
+
+def gain_fit_band(separator: Any, rate: int) -> float | None:
+    """Below which frequency a window's estimates are fitted to it (``None``: the whole band).
+
+    The separator's own band where a second network fills its outputs above it (podsep's
+    embedded model with its top-octave network, at input rates above the model's own): the gains
+    then come from what the separator itself separated, and an episode's adapted top octave cannot
+    move them (``reconstruct.FIT_GAINS_IN_OWN_BAND``; session 34: in a reverberant conversation a
+    changed octave moved a hard window's fit from -14.0 to -2.7 dB and cost both voices 3.2 dB).
+    """
+    own_rate = getattr(separator, "sample_rate", None)
+    reach = getattr(separator, "band_rate", None)
+    if (not reconstruct.FIT_GAINS_IN_OWN_BAND or not isinstance(own_rate, (int, float))
+            or not isinstance(reach, (int, float)) or own_rate >= reach or rate <= own_rate):
+        return None
+    return own_rate / 2.0 * reconstruct.BAND_MARGIN
 
 
 def speaker_spectra(source: Audio | FileAudio, activity: SpeakerActivity, band_hz: float,
@@ -286,7 +303,9 @@ def rendering_note(settings: Settings, separator: Any, rate: int) -> dict[str, A
             "above_band_fit_prior": trust["fit_prior"] if fitted else None,
             "above_band_tilt_fit_prior": trust["tilt_fit_prior"] if fitted else None,
             "above_band_tilt_shrink": trust["tilt_shrink"] if extended else None,
-            "above_band_fit_smoothing_seconds": reconstruct.EXTENSION_FIT_SMOOTH_SECONDS if fitted else None}
+            "above_band_fit_smoothing_seconds": reconstruct.EXTENSION_FIT_SMOOTH_SECONDS if fitted else None,
+            "estimates_fitted_below_hz": gain_fit_band(separator, rate)
+            if settings.assembly.overlap_rendering == "rebuild" else None}
 
 
 def trust_of(separator: Any) -> dict[str, float]:

@@ -110,9 +110,11 @@ RENDERINGS = {
 # The full-band tables also show "rebuild" with one of its parts undone, for the comparison:
 # "unfitted", the predictions above the band not fitted to the mixture (before session 10),
 # "unsmoothed", the fitted gains not smoothed over time (session 10), and "tilt", the rule that
-# the per-voice regression replaced (reconstruct.VoiceSpectrum).
+# the per-voice regression replaced (reconstruct.VoiceSpectrum), and "wholefit", each window's
+# estimates fitted to it over the whole band instead of the separator's own (before session 34; the
+# same as rebuild for a separator without a top-octave network).
 ABLATIONS = {"unfitted": {"FIT_TO_MIXTURE": False}, "unsmoothed": {"EXTENSION_FIT_SMOOTH_SECONDS": 0.0},
-             "tilt": {"EXTENSION_MIN_SECONDS": math.inf}}
+             "tilt": {"EXTENSION_MIN_SECONDS": math.inf}, "wholefit": {"FIT_GAINS_IN_OWN_BAND": False}}
 BAND_RENDERINGS = [*RENDERINGS, *ABLATIONS]
 LOW_FRACTION = 0.95  # "in band" = below this fraction of the model's Nyquist (reconstruct.BAND_MARGIN)
 FRAME_SECONDS = 0.02  # seam frames
@@ -901,6 +903,9 @@ def main() -> None:
     parser.add_argument("--pairs-only", action="store_true",
                         help="only the full-band table's 44.1 and 48 kHz pairs of fullband/ clips and their seams (a few "
                              "minutes: for a rendering change that acts only where voices have little solo speech)")
+    parser.add_argument("--whole-band-fit", action="store_true",
+                        help="fit each window's estimates over the whole band, as before session 34 "
+                             "(reconstruct.FIT_GAINS_IN_OWN_BAND off; for the rooms, which have no ablation rows)")
     parser.add_argument("--rooms-only", action="store_true",
                         help="only the reverberant conversations, with the embedded separator (their oracle rows do not "
                              "depend on it), and their seams")
@@ -945,6 +950,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown rendering(s) {', '.join(sorted(unknown))}; choose from {', '.join(BAND_RENDERINGS)}")
     BAND_RENDERINGS[:] = [name for name in BAND_RENDERINGS if name in chosen]
+    if args.whole_band_fit:
+        import podsep.reconstruct
+
+        podsep.reconstruct.FIT_GAINS_IN_OWN_BAND = False
     if ADAPT:
         adapt_once_per_conversation(args.adapt_cache)
     import torch

@@ -207,3 +207,56 @@ def _highpass(signal: np.ndarray) -> np.ndarray:
     spectrum = np.fft.rfft(signal)
     spectrum[np.fft.rfftfreq(signal.size, 1 / RATE) < BAND] = 0
     return np.fft.irfft(spectrum, signal.size)
+
+
+def _lowpassed(signal: np.ndarray, edge_hz: float) -> np.ndarray:
+    spectrum = np.fft.rfft(signal)
+    spectrum[np.fft.rfftfreq(signal.size, 1 / RATE) >= edge_hz] = 0
+    return np.fft.irfft(spectrum, signal.size)
+
+
+def test_estimates_fitted_in_the_separators_band_ignore_what_fills_them_above_it():
+    from podsep.reconstruct import spectral_gains
+
+    rng = np.random.default_rng(3)
+    a, b = _coloured(rng, 2.0, -3.0), 0.3 * _coloured(rng, 2.0, 0.0)
+    mixture = (a + b)[None]
+    below = [_lowpassed(v, 3900.0) for v in (a, b)]
+    # Two fillings of the top octave: one that follows the voices, one that gives voice b all of it
+    # and more (so that over the whole band the gains must move).
+    top = [v - low for v, low in zip((a, b), below)]
+    faithful = np.stack([below[0] + top[0], below[1] + top[1]])
+    skewed = np.stack([below[0], below[1] + 3.0 * (top[0] + top[1])])
+    fit = 0.95 * BAND
+    outputs = [rebuild_window(mixture, 0.5 * sources, RATE, fit_below_hz=fit) for sources in (faithful, skewed)]
+    transform = Transform.for_rate(RATE)
+    inside = transform.frequencies(RATE) < 3500.0
+    for output in outputs:
+        np.testing.assert_allclose(output.sum(axis=0), mixture, atol=1e-5)  # the parts still add up
+    low = [transform.forward(o[:, 0])[:, inside] for o in outputs]
+    own_change = np.abs(low[0] - low[1]).max() / np.abs(low[0]).max()
+    # Over the whole band, the skewed octave moves the gains and with them the band's parts (the
+    # own-band fit leaves only the STFT's leakage from the octave into the band).
+    whole = [rebuild_window(mixture, 0.5 * sources, RATE) for sources in (faithful, skewed)]
+    moved = [transform.forward(o[:, 0])[:, inside] for o in whole]
+    whole_change = np.abs(moved[0] - moved[1]).max() / np.abs(moved[0]).max()
+    assert whole_change > 0.02 and own_change < 0.25 * whole_change, (own_change, whole_change)
+    # The gains themselves: exact for estimates that are the voices, up to a scale.
+    spectra = transform.forward(np.stack(below))
+    target = transform.forward(2.0 * below[0] + 0.5 * below[1])
+    keep = transform.frequencies(RATE) < fit
+    np.testing.assert_allclose(spectral_gains(target, spectra, keep), [2.0, 0.5], rtol=1e-6)
+
+
+def test_only_a_separator_filled_above_its_own_band_is_fitted_in_that_band(monkeypatch):
+    from types import SimpleNamespace
+
+    from podsep.separate import gain_fit_band
+
+    with_network = SimpleNamespace(sample_rate=8000, band_rate=16000)
+    assert gain_fit_band(with_network, 48000) == gain_fit_band(with_network, 16000) == 0.95 * 4000
+    assert gain_fit_band(with_network, 8000) is None  # the input is the model's own rate: nothing above
+    assert gain_fit_band(SimpleNamespace(sample_rate=8000, band_rate=8000), 48000) is None  # no network
+    assert gain_fit_band(SimpleNamespace(sample_rate=16000), 48000) is None  # e.g. SepFormer: one model
+    monkeypatch.setattr(podsep.reconstruct, "FIT_GAINS_IN_OWN_BAND", False)
+    assert gain_fit_band(with_network, 48000) is None
