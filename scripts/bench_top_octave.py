@@ -10,9 +10,10 @@ and assembly.
     python scripts/bench_top_octave.py --minutes 5 --rate 48000
 
 ``--adaptation``: instead, the episode stage that learns the top octave
-(:func:`podsep.adapt_top_octave.adapt_top_octave`, shipped networks) on 40 s of
-each of two train-clean-100 voices, with one worker and with two, ``--repeats``
-times each; prints the median wall seconds and whether both learnt the same bits.
+(:func:`podsep.adapt_top_octave.adapt_top_octave`, shipped networks) on the
+solo speech of the first two train-clean-100 speakers (their utterances, up to
+40 s each), with one worker and with two, ``--repeats`` times each; prints the
+median wall seconds and whether both learnt the same bits.
 
     python scripts/bench_top_octave.py --adaptation
 """
@@ -99,7 +100,8 @@ def adaptation_table(repeats: int) -> None:
             result = adapt_top_octave(separator, solo, [("A", "B")], seed=3, workers=workers)
             seconds[workers].append(time.perf_counter() - started)
             digests[workers].add(result.sha256)
-    print(f"top-octave adaptation, two train-clean-100 voices (40 s each), median of {repeats} (seconds)")
+    lengths = ", ".join(f"{audio.size / 16000:.1f}" for audio in solo.values())
+    print(f"top-octave adaptation, two train-clean-100 voices ({lengths} s alone), median of {repeats} (seconds)")
     for workers, runs in seconds.items():
         print(f"{workers} worker{'s' if workers > 1 else ' '}  {np.median(runs):8.1f}")
     print("same weights with one and two workers:", digests[1] == digests[2] and len(digests[1]) == 1)
