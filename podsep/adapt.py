@@ -544,9 +544,12 @@ def separate_side_by_side(separator: Any, mixtures: list[np.ndarray], workers: i
     bit-identical to a single call's and only the wall time changes.
     """
     rate = separator.sample_rate
-    if str(getattr(separator, "device", "cpu")) != "cpu":  # a GPU runs them one after the other anyway
-        workers = 1
-    return side_by_side(lambda part: separator.separate_batch(part, rate), mixtures, workers)
+    return side_by_side(lambda part: separator.separate_batch(part, rate), mixtures, cpu_workers(separator, workers))
+
+
+def cpu_workers(separator: Any, workers: int) -> int:
+    """``workers`` for a separator on the CPU; one on a GPU, which runs the parts one after the other anyway."""
+    return workers if str(getattr(separator, "device", "cpu")) == "cpu" else 1
 
 
 def side_by_side(function: Callable[[list[Any]], list[Any]], items: list[Any], workers: int = 1) -> list[Any]:

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .adapt import (MixtureShapes, MicroBatchTrainer, hold_out, keeps_adapted, make_mixture, overlapping_pairs,
-                    side_by_side, state_digest, validation_mixtures)
+from .adapt import (MicroBatchTrainer, MixtureShapes, cpu_workers, hold_out, keeps_adapted, make_mixture,
+                    overlapping_pairs, side_by_side, state_digest, validation_mixtures)
 from .threads import one_torch_thread
 
 #: Training mixtures, each separated once before training (4 s: batches take 3 s crops of them).
@@ -119,8 +119,7 @@ def adapt_top_octave(separator: Any, solo: Mapping[str, np.ndarray], pairs: Sequ
                                                 count=VALIDATION_MIXTURES, seconds=EXAMPLE_SECONDS)
     mixtures = [e[0] for e in examples] + list(valid_mix.numpy())
     references = [e[1] for e in examples] + list(valid_refs.numpy())
-    separated = side_by_side(separator.voices_below_top_octave, mixtures,
-                             workers if str(getattr(separator, "device", "cpu")) == "cpu" else 1)
+    separated = side_by_side(separator.voices_below_top_octave, mixtures, cpu_workers(separator, workers))
     voices = [_in_order(v, r) for v, r in zip(separated, references)]
     train_mix = torch.from_numpy(np.stack(mixtures[:TRAINING_MIXTURES]))
     train_refs = torch.from_numpy(np.stack(references[:TRAINING_MIXTURES]))

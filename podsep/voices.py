@@ -69,21 +69,22 @@ class VoiceProfile:
     notes: dict[str, Any] = field(default_factory=dict)
     top_octave_sha256: str | None = None
 
+    def _file(self, name: str) -> Path | None:
+        """The profile's file ``name``, when it is there."""
+        if self.folder is None:
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
+
     @property
     def weights(self) -> Path | None:
         """The adapted separator's file, when the profile has one."""
-        if self.folder is None:
-            return None
-        path = self.folder / WEIGHTS_FILE
-        return path if path.is_file() else None
+        return self._file(WEIGHTS_FILE)
 
     @property
     def top_octave(self) -> Path | None:
         """The adapted top-octave network's file, when an episode has adapted one."""
-        if self.folder is None:
-            return None
-        path = self.folder / TOP_OCTAVE_FILE
-        return path if path.is_file() else None
+        return self._file(TOP_OCTAVE_FILE)
 
     def separator(self, *, device: str = "cpu", batch_size: int = 1, passes: int | None = None,
                   high_band: Path | bool | None = None) -> Any:
