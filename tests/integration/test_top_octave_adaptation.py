@@ -74,7 +74,28 @@ def test_the_same_episode_gives_the_same_network_with_one_or_two_workers_and_the
     assert described["adapted_to_episode"] is True and described["sha256"] == first.sha256
     assert "adapted_to_episode" not in incoming.describe()["high_band"]
     entry = first.to_manifest()
-    assert entry["used"] and set(entry["validation_top_octave_snr_db"]) == {"incoming", "adapted"}
+    assert entry["used"] and set(entry["validation_top_octave_snr_db"]) == {"incoming", "adapted", "fine_tuned"}
+    assert entry["move_fraction"] == top_octave.MOVE_FRACTION
+
+
+def test_the_network_kept_lies_the_move_fraction_of_the_way_to_the_fine_tuned_one_and_is_the_one_checked(
+        weights, solo, small, monkeypatch) -> None:
+    _always_keep(monkeypatch)
+    whole = top_octave.adapt_top_octave(_separator(weights), solo, [("A", "B")], seed=4, steps=3)
+    monkeypatch.setattr(top_octave, "MOVE_FRACTION", 0.5)
+    incoming = _separator(weights)
+    half = top_octave.adapt_top_octave(incoming, solo, [("A", "B")], seed=4, steps=3)
+    start = incoming.top_octave_network.state_dict()
+    tuned = whole.separator.top_octave_network.state_dict()
+    kept = half.separator.top_octave_network.state_dict()
+    moved = [name for name in kept if kept[name].is_floating_point() and not torch.equal(start[name], tuned[name])]
+    assert moved
+    for name in moved:
+        torch.testing.assert_close(kept[name], 0.5 * (start[name] + tuned[name]), rtol=1e-5, atol=1e-7)
+    # The half-way network is what the check scored: the fine-tuned one's score is reported beside it.
+    assert half.fine_tuned_db == pytest.approx(whole.validation_after_db, abs=1e-6)
+    assert half.validation_after_db != pytest.approx(half.fine_tuned_db, abs=1e-6)
+    assert half.sha256 != whole.sha256 and half.to_manifest()["move_fraction"] == 0.5
 
 
 def test_the_adapted_network_changes_only_the_top_octave_and_the_voices_still_add_up(weights, solo, small,
