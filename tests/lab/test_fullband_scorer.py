@@ -142,6 +142,25 @@ def test_a_development_run_writes_its_json_report(tmp_path, shared_dir, monkeypa
     assert report["seconds"] > 0
 
 
+def test_the_energy_target_is_also_counted_without_buried_voices() -> None:
+    """A voice whose overlaps hold it 10 dB or more below the rest (duplicate's SI-SDR in the band) is
+    counted apart: oracle sources miss the energy target there too, so the split shows whose miss it is."""
+    scorer = _scorer()
+
+    def voice(energy: float, low: float = 10.0) -> dict:
+        return {"energy_band_db": energy, "energy_8k_db": energy, "si_sdr_band": 5.0, "si_sdr_8k": 5.0,
+                "si_sdr_low": low, "si_sdr_full": 5.0}
+
+    rebuilt = [voice(0.5), voice(-4.0), voice(-8.0), voice(1.0)]
+    duplicate = [voice(0.0, low=2.0), voice(0.0, low=-2.0), voice(20.0, low=-15.0), voice(0.0, low=-9.9)]
+    result = scorer.verdict("set", {"rebuild": rebuilt, "duplicate": duplicate}, eight_k=True)
+    assert result["energy_band_ok"] == 2 and result["energy_8k_ok"] == 2
+    assert result["voices_not_buried"] == 3 and result["energy_ok_not_buried"] == 2
+    rebuilt[3]["energy_8k_db"] = 3.5  # within +-3 dB in the band but not above 8 kHz: a miss
+    result = scorer.verdict("set", {"rebuild": rebuilt, "duplicate": duplicate}, eight_k=True)
+    assert result["energy_ok_not_buried"] == 1
+
+
 def test_short_development_pairs_leave_out_the_evaluation_speakers(shared_dir) -> None:
     """``--dev-short``: pairs like the full-band evaluation's (about 2 s alone per voice) at 16 kHz,
     from VCTK training voices without the six speakers whose full-band clips are evaluated."""
