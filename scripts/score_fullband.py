@@ -624,6 +624,7 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
     for case in cases:
         separator = make_separator(case)
         mask = overlap_regions_mask(case.diarization, case.rate, case.num_samples)
+        first_seam = len(seam_rows) if seam_rows is not None else 0
         for rendering in BAND_RENDERINGS:
             result = split(case, separator, rendering)
             certainty = [w["rendering"]["certainty"] for region in result.manifest["overlaps"]
@@ -646,6 +647,10 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
                 for seam in seams(case, result, band_hz):
                     seam.update(case=case.name, rendering=rendering)
                     seam_rows.append(seam)
+        if seam_rows is not None:  # each seam's voice, as buried as its overlaps hold it (see BURIED_DB)
+            level = {row["speaker"]: row["si_sdr_low"] for row in rows["duplicate"] if row["case"] == case.name}
+            for seam in seam_rows[first_seam:]:
+                seam["voice_to_rest_db"] = level.get(seam["speaker"])
     return rows
 
 
@@ -898,7 +903,8 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
     print("\nSeams: log-spectral distance (dB) between the 20 ms frames before and after each original/separated "
           "switch (crossfade included)")
     head = (f"{'set / separator':<30} {'rendering':<9} {'seams':>5} {'LSD track':>9} {'input':>6} {'ref':>6} "
-            f"{'track/input mean':>16} {'max':>6} {'>input':>7} {'track-ref':>9} {'>band: track/input':>19}")
+            f"{'track/input mean':>16} {'max':>6} {'>input':>7} {'track-ref':>9} {'>band: track/input':>19} "
+            f"{'not buried (n)':>17}")
     print(head)
     print("-" * len(head))
     out = []
@@ -913,17 +919,23 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
             ratio = track / np.maximum(source, 1e-9)
             larger = int(np.sum(track > source))
             high = [r["lsd_high_track"] / max(r["lsd_high_input"], 1e-9) for r in chosen if "lsd_high_track" in r]
+            audible = [value for value, r in zip(ratio, chosen)
+                       if r.get("voice_to_rest_db") is not None and r["voice_to_rest_db"] >= BURIED_DB]
             item = {"set": label, "rendering": rendering, "seams": len(chosen), "lsd_track": float(track.mean()),
                     "lsd_input": float(source.mean()), "lsd_reference": float(reference.mean()),
                     "ratio_mean": float(ratio.mean()), "ratio_max": float(ratio.max()), "larger_than_input": larger,
                     "track_minus_reference": float(np.mean(track - reference)),
                     "high_ratio_mean": float(np.mean(high)) if high else None,
-                    "high_ratio_max": float(np.max(high)) if high else None}
+                    "high_ratio_max": float(np.max(high)) if high else None,
+                    "ratio_mean_not_buried": float(np.mean(audible)) if audible else None,
+                    "seams_not_buried": len(audible)}
             out.append(item)
             high_cell = f"{item['high_ratio_mean']:.2f} (max {item['high_ratio_max']:.2f})" if high else "-"
+            audible_cell = f"{np.mean(audible):.2f} ({len(audible)})" if audible else "-"
             print(f"{label if rendering == 'paste' else '':<30} {rendering:<9} {len(chosen):>5} {track.mean():>9.2f} "
                   f"{source.mean():>6.2f} {reference.mean():>6.2f} {ratio.mean():>16.2f} {ratio.max():>6.2f} "
-                  f"{larger:>3}/{len(chosen):<3} {np.mean(track - reference):>9.2f} {high_cell:>19}")
+                  f"{larger:>3}/{len(chosen):<3} {np.mean(track - reference):>9.2f} {high_cell:>19} "
+                  f"{audible_cell:>17}")
     return out
 
 
