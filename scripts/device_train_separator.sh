@@ -19,6 +19,8 @@
 # augmentations, keeps a checkpoint a minute, and brings back the last KEEP of them as
 # weights only (the 64 MiB that come back hold no optimiser states), to be averaged here:
 #   python scripts/train_separator.py --run-dir runs/separator-gpu --export ... --average-from N
+# INIT_WEIGHTS and PYTHON exist for tests/lab/test_training_recipe.py, which runs this script on the
+# CPU with tiny weights (DEVICE=cpu), so that a device session never finds it broken.
 set -euo pipefail
 MINUTES=${1:-7}
 BATCH=${BATCH:-32}
@@ -32,25 +34,27 @@ WORKERS=${WORKERS:-14}
 WHEELS=${WHEELS:-.whl}
 AUGMENT=${AUGMENT:---speed-perturbation 0.5 --speed-range wide --channel-eq 0.5 --polarity-flip 0.5}
 OUT=${OUT:-$RUN_DIR/out}
+INIT_WEIGHTS=${INIT_WEIGHTS:-podsep/data/separator.pt}  # where a run without a checkpoint starts
+PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT" "$RUN_DIR"
-[ -d "$WHEELS" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
+[ -d "$WHEELS" ] && "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 INIT=()
 if [ -f "$RUN_DIR/checkpoint.pt" ]; then
-    START=$(python3 -c "import torch; print(torch.load('$RUN_DIR/checkpoint.pt', weights_only=True)['step'])")
+    START=$("$PYTHON" -c "import torch; print(torch.load('$RUN_DIR/checkpoint.pt', weights_only=True)['step'])")
 else
-    START=$(python3 -c "import torch; print(torch.load('podsep/data/separator.pt', weights_only=True)['recipe']['steps'])")
-    INIT=(--init-from podsep/data/separator.pt)
+    START=$("$PYTHON" -c "import torch; print(torch.load('$INIT_WEIGHTS', weights_only=True)['recipe']['steps'])")
+    INIT=(--init-from "$INIT_WEIGHTS")
 fi
 # shellcheck disable=SC2086
-python3 scripts/train_separator.py --run-dir "$RUN_DIR" --data "$DATA" --device "$DEVICE" "${INIT[@]}" \
+"$PYTHON" scripts/train_separator.py --run-dir "$RUN_DIR" --data "$DATA" --device "$DEVICE" "${INIT[@]}" \
     --workers "$WORKERS" --threads 1 --batch "$BATCH" --lr "$LR" --stream "$STREAM" \
     --schedule-start "$START" --warmup 200 --total-steps 10000000 \
-    --steps-for-minutes "$MINUTES" --max-minutes "$(python3 -c "print($MINUTES + 0.75)")" \
+    --steps-for-minutes "$MINUTES" --max-minutes "$("$PYTHON" -c "print($MINUTES + 0.75)")" \
     $AUGMENT --snapshot-from "$START" --checkpoint-every 60 2>&1 | tee "$OUT/train.log"
 cp "$RUN_DIR/checkpoint.pt" "$RUN_DIR/log.json" "$OUT/"
-python3 - "$RUN_DIR" "$OUT" "$KEEP" <<'PY'
+"$PYTHON" - "$RUN_DIR" "$OUT" "$KEEP" <<'PY'
 import sys
 from pathlib import Path
 import torch

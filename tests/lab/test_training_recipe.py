@@ -373,3 +373,38 @@ def test_a_grown_network_starts_as_the_one_it_grew_from():
     other = ConvTasNetConfig(filters=8, kernel=16, bottleneck=12, hidden=8, blocks=2, repeats=1)
     with pytest.raises(SystemExit, match="another width"):
         recipe.grow_repeats(ConvTasNet(other).state_dict(), config, 2)
+
+
+def test_the_device_script_trains_from_the_shipped_weights_and_brings_back_weights_only(tmp_path):
+    """``scripts/device_train_separator.sh``, as a lent GPU machine runs it, here on the CPU: a device
+    session has 15 minutes in all, so a script that breaks there wastes the machine. Tiny
+    weights and packed fake corpora; the probe of 110 steps sizes a run of a few seconds."""
+    recipe = _recipe_module()
+    train, heldout = _fake_corpus(4, 4.0), _fake_corpus(2, 5.0)
+    packed = tmp_path / "packed"
+    original_train, original_heldout = recipe.training_corpus, recipe.heldout_corpus
+    recipe.training_corpus, recipe.heldout_corpus = (lambda rate: train), (lambda rate: heldout)
+    try:
+        recipe.pack_corpora(packed, 8000)
+    finally:
+        recipe.training_corpus, recipe.heldout_corpus = original_train, original_heldout
+    shipped = tmp_path / "separator.pt"
+    recipe.export(_run_dir(tmp_path, "before", {100: 0.01}), shipped,
+                  argparse.Namespace(average_from=None, branch=[], speechbrain=None))
+    run_dir = tmp_path / "gpu-run"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "WORKERS": "0", "BATCH": "1",
+                   "KEEP": "2", "RUN_DIR": str(run_dir), "DATA": str(packed), "INIT_WEIGHTS": str(shipped),
+                   "WHEELS": str(tmp_path / "no-wheels"), "PYTHON": sys.executable,
+                   "AUGMENT": "--speed-perturbation 0.5"}
+    done = subprocess.run(["bash", str(SCRIPTS / "device_train_separator.sh"), "0.05"], cwd=SCRIPTS.parent,
+                          capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    out = run_dir / "out"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] > 100 + 110  # from the shipped weights' step, past the speed probe
+    assert "--init-from" in state["resumes"][-1]["command"] and "sha256" in state["resumes"][-2]["init_from"]
+    kept = sorted(out.glob("step-*.pt"))
+    assert 1 <= len(kept) <= 2 and kept[-1].name == f"step-{state['step']:05d}.pt"
+    for path in kept:  # weights only: what comes back from the machine must fit its 64 MiB
+        assert "optimiser" not in torch.load(path, weights_only=True)
+    assert (out / "train.log").read_text().count("val_si_sdri") >= 1
