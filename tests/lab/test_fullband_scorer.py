@@ -161,6 +161,32 @@ def test_the_energy_target_is_also_counted_without_buried_voices() -> None:
     assert result["energy_ok_not_buried"] == 1
 
 
+def test_a_clip_is_trimmed_at_its_active_speech_not_at_its_breath(tmp_path, monkeypatch) -> None:
+    """The VCTK clips begin with up to a second of breath and room noise 20-30 dB under their speech;
+    ``active`` (P.56's margin) trims it, ``peak40`` (sessions 9-34) kept it, so a pair's overlap could
+    hold one voice over the other's lead-in."""
+    import numpy as np
+    import soundfile as sf
+
+    scorer = _scorer()
+    rate = 48000
+    rng = np.random.default_rng(0)
+    lead_in = 10 ** (-25 / 20) * rng.standard_normal(rate)  # 1 s, 25 dB under the speech
+    speech = rng.standard_normal(2 * rate) * (1 + 0.5 * np.sin(np.arange(2 * rate) / rate * 2 * np.pi * 3))
+    tail = 10 ** (-28 / 20) * rng.standard_normal(rate // 2)
+    path = tmp_path / "clip.wav"
+    sf.write(str(path), 0.05 * np.concatenate([lead_in, speech, tail]), rate, subtype="FLOAT")
+    lengths = {}
+    for trim in ("active", "peak40"):
+        monkeypatch.setattr(scorer, "CLIP_TRIM", trim)
+        lengths[trim] = scorer.read_clip(path, rate).size / rate
+    assert lengths["peak40"] == pytest.approx(3.5, abs=0.05)  # the lead-in and the tail kept
+    assert 2.0 <= lengths["active"] <= 2.0 + 0.02 + 0.2 + 0.01  # speech, 20 ms before, the 200 ms hang-over
+    monkeypatch.setattr(scorer, "CLIP_TRIM", "loudest")
+    with pytest.raises(ValueError, match="unknown clip trim"):
+        scorer.read_clip(path, rate)
+
+
 def test_short_development_pairs_leave_out_the_evaluation_speakers(shared_dir) -> None:
     """``--dev-short``: pairs like the full-band evaluation's (about 2 s alone per voice) at 16 kHz,
     from VCTK training voices without the six speakers whose full-band clips are evaluated."""
