@@ -187,6 +187,19 @@ def test_a_clip_is_trimmed_at_its_active_speech_not_at_its_breath(tmp_path, monk
         scorer.read_clip(path, rate)
 
 
+def test_one_voice_fraction_counts_the_overlap_frames_where_a_voice_is_not_really_there() -> None:
+    import numpy as np
+
+    scorer = _scorer()
+    rate = 16000
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(3 * rate)
+    b = rng.standard_normal(3 * rate)
+    b[rate:rate + rate // 2] *= 10 ** (-30 / 20)  # B's first half second in the overlap: a lead-in
+    assert scorer.one_voice_fraction({"A": a, "B": b}, rate, 2 * rate, rate) == pytest.approx(0.5, abs=0.06)
+    assert scorer.one_voice_fraction({"A": a, "B": rng.standard_normal(3 * rate)}, rate, 2 * rate, rate) == 0.0
+
+
 def test_short_development_pairs_leave_out_the_evaluation_speakers(shared_dir) -> None:
     """``--dev-short``: pairs like the full-band evaluation's (about 2 s alone per voice) at 16 kHz,
     from VCTK training voices without the six speakers whose full-band clips are evaluated."""
