@@ -53,9 +53,10 @@ MIN_SOLO_S = 6.0
 #: How far the network kept lies from the incoming one towards the fine-tuned one, weight by
 #: weight (1: the fine-tuned network itself). Mixtures of held-out solo speech cannot show every
 #: overlap an episode holds: in one room conversation (session 34) a fine-tuned network that passed
-#: its check by 2.4 dB lost 8.5 dB on the long overlap carrying most of the overlapped energy.
-#: Halfway keeps the direction the voices taught and hedges the step. Chosen by the rule logged in
-#: docs/benchmarks.md (session 35) on development conversations of unseen voices.
+#: its check by 2.4 dB lost 8.5 dB on the long overlap carrying most of the overlapped energy. Half
+#: way was tried as a hedge (session 35, rule in docs/benchmarks.md): on the development
+#: conversations of unseen voices it gave up 0.26 dB above 4 kHz, about half of what learning the
+#: octave gains there, so the fine-tuned network is kept whole.
 MOVE_FRACTION = 1.0
 
 
