@@ -18,7 +18,7 @@ Tables:
    (a) 44.1 and 48 kHz two-speaker conversations built from
    ``fullband/`` (7 clean clips with content to 20 kHz; each pair becomes
    "A alone, A and B together, B alone", the references are the clips
-   themselves), separated by a band-limited oracle at 16 kHz (the true voices as
+   themselves, each trimmed at its active speech: ``CLIP_TRIM``), separated by a band-limited oracle at 16 kHz (the true voices as
    a 16 kHz model would output them) and by podsep's embedded separator (8 kHz);
    (b) generated 60 s LibriSpeech test-other conversations at 16 kHz separated at
    8 kHz (the embedded separator, and a band-limited 8 kHz oracle): the same
