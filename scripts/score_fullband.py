@@ -18,8 +18,9 @@ Tables:
    (a) 44.1 and 48 kHz two-speaker conversations built from
    ``fullband/`` (7 clean clips with content to 20 kHz; each pair becomes
    "A alone, A and B together, B alone", the references are the clips
-   themselves, each trimmed at its active speech: ``CLIP_TRIM``), separated by a band-limited oracle at 16 kHz (the true voices as
-   a 16 kHz model would output them) and by podsep's embedded separator (8 kHz);
+   themselves, each trimmed at its active speech: ``CLIP_TRIM``), separated by a
+   band-limited oracle at 16 kHz (the true voices as a 16 kHz model would output
+   them) and by podsep's embedded separator (8 kHz);
    (b) generated 60 s LibriSpeech test-other conversations at 16 kHz separated at
    8 kHz (the embedded separator, and a band-limited 8 kHz oracle): the same
    problem one octave down.
@@ -864,9 +865,10 @@ def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> l
 
 #: A voice this far (dB) or more below the rest of its overlaps, inside the separator's band, is
 #: "buried": duplicate's SI-SDR there (the mixture scored as the voice) is its voice-to-rest ratio.
-#: The energy target is also counted without buried voices, because there even oracle sources miss it
-#: (the octaves above the band are extended from what the band holds, and a buried voice's band holds
-#: little of it): the split says how much of a miss is the separator's and how much the set's.
+#: The energy target is also counted without buried voices, because there even oracle sources can
+#: miss it (the octaves above the band are extended from what the band holds, and a buried voice's
+#: band holds little of it): the split says how much of a miss is the separator's and how much the
+#: set's. (Before session 35 most buried voices were not speaking at all: see ``CLIP_TRIM``.)
 BURIED_DB = -10.0
 
 
