@@ -488,6 +488,34 @@ def band_metrics(reference: np.ndarray, estimate: np.ndarray, rate: int, band_hz
     return out
 
 
+def silent_leak(reference: np.ndarray, track: np.ndarray, mask: np.ndarray, rate: int) -> dict[str, float]:
+    """How much a voice's track holds where its voice is silent inside a labelled overlap.
+
+    The 50 ms frames of ``mask`` where the reference is ONE_VOICE_DB or more under its own mean
+    level (a pause, a breath, a lead-in: the other voice talks alone there) should stay as quiet in
+    the track. ``silent_leak_db`` is the track's energy there against the reference's (0 dB: as
+    quiet as the voice; duplicate puts the other voice there). A separator that splits a lone voice
+    between its outputs shows here. Empty dict where the overlaps hold no such frame.
+    """
+    frame = rate // 20
+    voice, estimate = reference.astype(np.float64), np.asarray(track, np.float64)
+    level = np.mean(voice[np.abs(voice) > 1e-4] ** 2)
+    ref_energy = est_energy = 0.0
+    frames = 0
+    for start in range(0, voice.size - frame + 1, frame):
+        if not mask[start:start + frame].all():
+            continue
+        energy = float(np.mean(voice[start:start + frame] ** 2))
+        if 10 * np.log10(energy / level + 1e-20) < ONE_VOICE_DB:
+            ref_energy += energy
+            est_energy += float(np.mean(estimate[start:start + frame] ** 2))
+            frames += 1
+    if frames == 0:
+        return {}
+    return {"silent_leak_db": 10 * math.log10(max(est_energy, 1e-30) / max(ref_energy, 1e-30)),
+            "silent_frames": frames}
+
+
 def log_spectral_distance(a: np.ndarray, b: np.ndarray, window: np.ndarray, floor: float, keep: np.ndarray) -> float:
     pa = np.maximum(np.abs(np.fft.rfft(a * window)) ** 2, floor)[keep]
     pb = np.maximum(np.abs(np.fft.rfft(b * window)) ** 2, floor)[keep]
@@ -697,6 +725,7 @@ def score_cases(cases: list[Case], make_separator: Any, band_hz: float, *, eight
             for speaker, reference in case.references.items():
                 track = np.asarray(result.tracks[speaker], np.float64).mean(axis=0)
                 row = band_metrics(reference, track, case.rate, band_hz, mask, eight_k=eight_k)
+                row.update(silent_leak(reference, track, mask, case.rate))
                 row.update(case=case.name, speaker=speaker,
                            adapted=bool(result.manifest.get("adaptation", {}).get("used")),
                            top_octave_adapted=bool((result.manifest.get("adaptation", {}).get("top_octave") or {})
@@ -858,6 +887,10 @@ def print_band_table(title: str, sets: list[tuple[str, dict, bool, float]]) -> l
               f"mean window certainty {v['certainty']:.2f}"
               + (f"; above 8 kHz SI-SDR {v['si_8k']:.1f} vs duplicate+3 {v['dup_8k_plus_3']:.1f} "
                  f"[{'met' if v['vs_duplicate_8k_met'] else 'NOT met'}]" if v.get("si_8k") is not None else "")
+              + (f"; where a voice is silent inside an overlap its track holds {v['silent_leak_db']:+.1f} dB of "
+                 f"its reference's energy on average (duplicate {v['silent_leak_duplicate_db']:+.1f}), more than "
+                 f"{LEAK_DB:+.0f} dB for {v['silent_leaking_voices']}/{v['silent_voices']} voices"
+                 if v.get("silent_leak_db") is not None and v.get("silent_leak_duplicate_db") is not None else "")
               + (f"; voices by rule above the band {v['rules']}" if v["rules"] else "")
               + (f"; adapted for {v['adapted_voices']}/{v['voices']} voices" if ADAPT else ""))
     return verdicts
@@ -913,7 +946,21 @@ def verdict(label: str, rows: dict[str, list[dict]], eight_k: bool) -> dict[str,
             "si_8k": si_8k, "dup_8k_plus_3": None if dup_8k is None else dup_8k + 3,
             "vs_duplicate_8k_met": None if si_8k is None else si_8k >= dup_8k + 3, "rules": rules,
             "adapted_voices": sum(bool(x.get("adapted")) for x in rebuilt),
-            "voices_not_buried": len(audible), "energy_ok_not_buried": audible_ok}
+            "voices_not_buried": len(audible), "energy_ok_not_buried": audible_ok,
+            "silent_leak_db": _mean_leak(rebuilt), "silent_leak_duplicate_db": _mean_leak(duplicate),
+            "silent_leaking_voices": sum(row.get("silent_leak_db", -math.inf) > LEAK_DB for row in rebuilt),
+            "silent_voices": sum("silent_leak_db" in row for row in rebuilt)}
+
+
+#: A track "leaks" where, with its voice silent inside an overlap, it holds this much (dB) more energy
+#: than the voice's own silence there (breath, room): the other voice, heard through it.
+LEAK_DB = 6.0
+
+
+def _mean_leak(rows: list[dict]) -> float | None:
+    """Mean of the voices' ``silent_leak_db`` (None where no voice had a silent overlap frame)."""
+    values = [row["silent_leak_db"] for row in rows if "silent_leak_db" in row]
+    return float(np.mean(values)) if values else None
 
 
 def print_room_table(sets: list[tuple[str, dict]]) -> list[dict]:

@@ -200,6 +200,24 @@ def test_one_voice_fraction_counts_the_overlap_frames_where_a_voice_is_not_reall
     assert scorer.one_voice_fraction({"A": a, "B": rng.standard_normal(3 * rate)}, rate, 2 * rate, rate) == 0.0
 
 
+def test_silent_leak_measures_what_a_track_holds_where_its_voice_is_silent_in_an_overlap() -> None:
+    import numpy as np
+
+    scorer = _scorer()
+    rate = 16000
+    rng = np.random.default_rng(2)
+    voice = rng.standard_normal(2 * rate)
+    voice[rate // 2:rate] *= 10 ** (-30 / 20)  # silent for half a second inside the overlap
+    other = rng.standard_normal(2 * rate)
+    mask = np.zeros(2 * rate, bool)
+    mask[rate // 4:5 * rate // 4] = True
+    exact = scorer.silent_leak(voice, voice, mask, rate)
+    assert exact["silent_leak_db"] == pytest.approx(0.0, abs=1e-9) and exact["silent_frames"] == 10
+    leaky = scorer.silent_leak(voice, voice + 0.1 * other, mask, rate)  # the other voice 20 dB down
+    assert leaky["silent_leak_db"] == pytest.approx(10.0, abs=1.0)  # 30 dB under, leak 20 dB under
+    assert scorer.silent_leak(other, other, mask, rate) == {}  # no silent frame: nothing to say
+
+
 def test_short_development_pairs_leave_out_the_evaluation_speakers(shared_dir) -> None:
     """``--dev-short``: pairs like the full-band evaluation's (about 2 s alone per voice) at 16 kHz,
     from VCTK training voices without the six speakers whose full-band clips are evaluated."""
