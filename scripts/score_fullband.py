@@ -232,6 +232,19 @@ def pair_case(names: tuple[str, str], clips: dict[str, np.ndarray], rate: int, r
 ONE_VOICE_DB = -20.0
 
 
+def frame_energies(signal: np.ndarray, start: int, count: int, frame: int) -> np.ndarray:
+    """Mean square of ``count`` consecutive frames of ``frame`` samples from ``start``."""
+    return np.mean(np.asarray(signal, np.float64)[start:start + count * frame].reshape(count, frame) ** 2, axis=1)
+
+
+def silent_frames(voice: np.ndarray, start: int, count: int, frame: int) -> np.ndarray:
+    """Which of those frames hold ``voice`` ONE_VOICE_DB or more under its own clip's mean level
+    (a pause, a breath, a lead-in): where another voice would be heard alone."""
+    voice = np.asarray(voice, np.float64)
+    level = np.mean(voice[np.abs(voice) > 1e-4] ** 2)
+    return 10 * np.log10(frame_energies(voice, start, count, frame) / level + 1e-20) < ONE_VOICE_DB
+
+
 def one_voice_fraction(references: dict[str, np.ndarray], start: int, end: int, rate: int) -> float:
     """The share of the labelled overlap ``[start, end)``'s 50 ms frames where one voice is
     ONE_VOICE_DB or more under its own clip's mean level (how much of the "overlap" is one voice)."""
@@ -241,10 +254,7 @@ def one_voice_fraction(references: dict[str, np.ndarray], start: int, end: int, 
         return 0.0
     quiet = np.zeros(count, bool)
     for reference in references.values():
-        voice = reference.astype(np.float64)
-        level = np.mean(voice[np.abs(voice) > 1e-4] ** 2)
-        frames = voice[start:start + count * frame].reshape(count, frame)
-        quiet |= 10 * np.log10(np.mean(frames ** 2, axis=1) / level + 1e-20) < ONE_VOICE_DB
+        quiet |= silent_frames(reference, start, count, frame)
     return float(quiet.mean())
 
 
@@ -498,22 +508,15 @@ def silent_leak(reference: np.ndarray, track: np.ndarray, mask: np.ndarray, rate
     between its outputs shows here. Empty dict where the overlaps hold no such frame.
     """
     frame = rate // 20
-    voice, estimate = reference.astype(np.float64), np.asarray(track, np.float64)
-    level = np.mean(voice[np.abs(voice) > 1e-4] ** 2)
-    ref_energy = est_energy = 0.0
-    frames = 0
-    for start in range(0, voice.size - frame + 1, frame):
-        if not mask[start:start + frame].all():
-            continue
-        energy = float(np.mean(voice[start:start + frame] ** 2))
-        if 10 * np.log10(energy / level + 1e-20) < ONE_VOICE_DB:
-            ref_energy += energy
-            est_energy += float(np.mean(estimate[start:start + frame] ** 2))
-            frames += 1
-    if frames == 0:
+    count = reference.size // frame
+    inside = np.asarray(mask[:count * frame]).reshape(count, frame).all(axis=1)
+    chosen = inside & silent_frames(reference, 0, count, frame)
+    if not chosen.any():
         return {}
+    ref_energy = float(frame_energies(reference, 0, count, frame)[chosen].sum())
+    est_energy = float(frame_energies(track, 0, count, frame)[chosen].sum())
     return {"silent_leak_db": 10 * math.log10(max(est_energy, 1e-30) / max(ref_energy, 1e-30)),
-            "silent_frames": frames}
+            "silent_frames": int(chosen.sum())}
 
 
 def log_spectral_distance(a: np.ndarray, b: np.ndarray, window: np.ndarray, floor: float, keep: np.ndarray) -> float:
