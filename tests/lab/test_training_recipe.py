@@ -229,9 +229,9 @@ def test_unseen_development_voices_are_neither_training_nor_held_out(shared_dir,
     assert sum(audio.size for _, audio in corpus) / 8000 > 180  # minutes of speech, not scraps
 
 
-def test_a_run_can_start_from_shipped_weights(tmp_path):
-    """``--init-from``: the next steps start from the exported weights, their step and their history."""
-    recipe = _recipe_module()
+def _packed_corpora_and_shipped_weights(recipe, tmp_path: Path) -> tuple[Path, Path]:
+    """Fake corpora packed as ``--pack`` writes them (``tmp_path/packed``) and tiny weights exported
+    at step 100 as the package ships them (``tmp_path/separator.pt``): what a run from shipped weights reads."""
     train, heldout = _fake_corpus(4, 4.0), _fake_corpus(2, 5.0)
     packed = tmp_path / "packed"
     original_train, original_heldout = recipe.training_corpus, recipe.heldout_corpus
@@ -240,9 +240,16 @@ def test_a_run_can_start_from_shipped_weights(tmp_path):
         recipe.pack_corpora(packed, 8000)
     finally:
         recipe.training_corpus, recipe.heldout_corpus = original_train, original_heldout
-    source = _run_dir(tmp_path, "before", {100: 0.01})
     shipped = tmp_path / "separator.pt"
-    recipe.export(source, shipped, argparse.Namespace(average_from=None, branch=[], speechbrain=None))
+    recipe.export(_run_dir(tmp_path, "before", {100: 0.01}), shipped,
+                  argparse.Namespace(average_from=None, branch=[], speechbrain=None))
+    return packed, shipped
+
+
+def test_a_run_can_start_from_shipped_weights(tmp_path):
+    """``--init-from``: the next steps start from the exported weights, their step and their history."""
+    recipe = _recipe_module()
+    packed, shipped = _packed_corpora_and_shipped_weights(recipe, tmp_path)
     run_dir = tmp_path / "after"
     run_dir.mkdir()
     (run_dir / "log.json").write_text('[{"step": 100, "minutes": 100.0, "val_si_sdri": 1.0}]')
@@ -379,18 +386,7 @@ def test_the_device_script_trains_from_the_shipped_weights_and_brings_back_weigh
     """``scripts/device_train_separator.sh``, as a lent GPU machine runs it, here on the CPU: a device
     session has 15 minutes in all, so a script that breaks there wastes the machine. Tiny
     weights and packed fake corpora; the probe of 110 steps sizes a run of a few seconds."""
-    recipe = _recipe_module()
-    train, heldout = _fake_corpus(4, 4.0), _fake_corpus(2, 5.0)
-    packed = tmp_path / "packed"
-    original_train, original_heldout = recipe.training_corpus, recipe.heldout_corpus
-    recipe.training_corpus, recipe.heldout_corpus = (lambda rate: train), (lambda rate: heldout)
-    try:
-        recipe.pack_corpora(packed, 8000)
-    finally:
-        recipe.training_corpus, recipe.heldout_corpus = original_train, original_heldout
-    shipped = tmp_path / "separator.pt"
-    recipe.export(_run_dir(tmp_path, "before", {100: 0.01}), shipped,
-                  argparse.Namespace(average_from=None, branch=[], speechbrain=None))
+    packed, shipped = _packed_corpora_and_shipped_weights(_recipe_module(), tmp_path)
     run_dir = tmp_path / "gpu-run"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "DEVICE": "cpu", "WORKERS": "0", "BATCH": "1",
                    "KEEP": "2", "RUN_DIR": str(run_dir), "DATA": str(packed), "INIT_WEIGHTS": str(shipped),
