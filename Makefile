@@ -9,8 +9,8 @@ BIN := $(VENV)/bin
 
 $(BIN)/podsep: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,ray]'
+	$(BIN)/pip install --quiet --no-cache-dir --upgrade pip
+	$(BIN)/pip install --quiet --no-cache-dir -e '.[test,ray]'
 	touch $(BIN)/podsep
 
 ffmpeg:

@@ -135,10 +135,18 @@ def main() -> int:
         child(args)
         return 0
 
+    if args.work:
+        work = Path(args.work)
+        work.mkdir(parents=True, exist_ok=True)
+        return measure(work, args)
+    with tempfile.TemporaryDirectory(prefix="podsep-bench-long-") as scratch:  # a multi-GB input goes with it
+        return measure(Path(scratch), args)
+
+
+def measure(work: Path, args: argparse.Namespace) -> int:
+    """Generate the long input under ``work``, split it in a child process, print the table."""
     from podsep.lab.fixture_models import build_pyannote_pipeline, build_sepformer
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="podsep-bench-long-"))
-    work.mkdir(parents=True, exist_ok=True)
     shared = Path(args.shared)
     started = time.perf_counter()
     audio, rttm = generate(work, args.hours, args.rate, args.channels, shared / "data" / "librispeech")

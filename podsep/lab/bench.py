@@ -314,13 +314,24 @@ def bench(speech_dir: Path, minutes: list[float], *, paths: list[str] | None = N
           overlap_ratio: float = 0.15, speakers: int = 2, device: str | None = None, isolate: bool = True,
           progress: Any = None, plda_dir: Path | None = None, separator: str = "sepformer") -> dict[str, Any]:
     """Measure every path on a conversation of each length; returns the JSON-ready report."""
-    from .fixture_models import build_pyannote_pipeline, build_sepformer
-
     paths = list(paths or PATHS)
     unknown = [p for p in paths if p not in PATHS]
     if unknown:
         raise PodsepError(f"unknown bench path(s): {', '.join(unknown)} (choose from {', '.join(PATHS)})")
-    work = Path(tempfile.mkdtemp(prefix="podsep-bench-"))
+    with tempfile.TemporaryDirectory(prefix="podsep-bench-") as scratch:  # conversations and stand-ins go with it
+        return _bench_in(Path(scratch), speech_dir, minutes, paths=paths, size=size, budget=budget,
+                         models_dir=models_dir, seed=seed, chunk=chunk, overlap_ratio=overlap_ratio,
+                         speakers=speakers, device=device, isolate=isolate, progress=progress,
+                         plda_dir=plda_dir, separator=separator)
+
+
+def _bench_in(work: Path, speech_dir: Path, minutes: list[float], *, paths: list[str], size: str,
+              budget: float | None, models_dir: Path | None, seed: int, chunk: float, overlap_ratio: float,
+              speakers: int, device: str | None, isolate: bool, progress: Any, plda_dir: Path | None,
+              separator: str) -> dict[str, Any]:
+    """The body of :func:`bench`, writing its scratch files under ``work``, which the caller removes."""
+    from .fixture_models import build_pyannote_pipeline, build_sepformer
+
     models_dir = Path(models_dir) if models_dir else work / "models"
     models: dict[str, str] = {}
     rows: list[dict[str, Any]] = []

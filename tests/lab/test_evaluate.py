@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,10 @@ def test_turns_from_tracks_finds_speech():
     assert len(turns) == 1 and turns[0].start == pytest.approx(1.0, abs=0.02) and turns[0].end == pytest.approx(2.0, abs=0.02)
 
 
-def test_bench_tiny_reports_every_field(shared_dir, tmp_path):
+def test_bench_tiny_reports_every_field(shared_dir, tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where bench puts its conversations
     code = main([
         "bench", "--speech-dir", str(shared_dir / "data" / "librispeech"), "--minutes", "0.25", "--size", "small",
         "--paths", "overlap-only,whole-file", "--budget", "4", "--chunk", "6", "--in-process", "-q",
@@ -165,6 +169,7 @@ def test_bench_tiny_reports_every_field(shared_dir, tmp_path):
         assert 0 < row["measured_fraction"]["separation"] <= 1
         assert row["extrapolated"] == ({"separation": True} if row["measured_fraction"]["separation"] < 1 else {})
     assert {"decode", "overlaps", "assignment", "assembly"} <= set(rows["overlap-only"]["stages"])
+    assert not list(scratch.iterdir()), "bench left its scratch folder behind"
 
 
 def test_bench_names_the_shipped_separator_when_it_times_it():
