@@ -909,7 +909,8 @@ BURIED_DB = -10.0
 
 
 def reprint(path: Path) -> None:
-    """The full-band table and targets of an earlier ``--json`` report, counted as this script now counts."""
+    """The full-band table and targets of an earlier ``--json`` report, and its seams where it has them,
+    counted as this script now counts."""
     try:
         report = json.loads(path.read_text())
         sets = report["fullband"]["sets"]
@@ -919,6 +920,9 @@ def reprint(path: Path) -> None:
     print_band_table("Full band, inside overlaps", [
         (name, entry["voices"], "energy_8k_db" in entry["voices"]["rebuild"][0], entry["band_hz"])
         for name, entry in sets.items()])
+    seam_rows = report.get("seams", {}).get("seams")
+    if seam_rows:
+        print_seam_table(list(seam_rows.items()))
 
 
 def verdict(label: str, rows: dict[str, list[dict]], eight_k: bool) -> dict[str, Any]:
@@ -1017,8 +1021,8 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
     print("\nSeams: log-spectral distance (dB) between the 20 ms frames before and after each original/separated "
           "switch (crossfade included)")
     head = (f"{'set / separator':<30} {'rendering':<9} {'seams':>5} {'LSD track':>9} {'input':>6} {'ref':>6} "
-            f"{'track/input mean':>16} {'max':>6} {'>input':>7} {'track-ref':>9} {'>band: track/input':>19} "
-            f"{'not buried (n)':>17}")
+            f"{'track/input mean':>16} {'max':>6} {'>input':>7} {'ref/input':>9} {'track-ref':>9} "
+            f"{'>band: track/input':>19} {'not buried (n)':>17}")
     print(head)
     print("-" * len(head))
     out = []
@@ -1031,6 +1035,8 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
             source = np.array([r["lsd_input"] for r in chosen])
             reference = np.array([r["lsd_reference"] for r in chosen])
             ratio = track / np.maximum(source, 1e-9)
+            # the yardstick: what a track equal to its reference would score at the same seams
+            reference_ratio = reference / np.maximum(source, 1e-9)
             larger = int(np.sum(track > source))
             high = [r["lsd_high_track"] / max(r["lsd_high_input"], 1e-9) for r in chosen if "lsd_high_track" in r]
             audible = [value for value, r in zip(ratio, chosen)
@@ -1038,6 +1044,7 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
             item = {"set": label, "rendering": rendering, "seams": len(chosen), "lsd_track": float(track.mean()),
                     "lsd_input": float(source.mean()), "lsd_reference": float(reference.mean()),
                     "ratio_mean": float(ratio.mean()), "ratio_max": float(ratio.max()), "larger_than_input": larger,
+                    "reference_ratio_mean": float(reference_ratio.mean()),
                     "track_minus_reference": float(np.mean(track - reference)),
                     "high_ratio_mean": float(np.mean(high)) if high else None,
                     "high_ratio_max": float(np.max(high)) if high else None,
@@ -1048,7 +1055,8 @@ def print_seam_table(groups: list[tuple[str, list[dict]]]) -> list[dict]:
             audible_cell = f"{np.mean(audible):.2f} ({len(audible)})" if audible else "-"
             print(f"{label if rendering == 'paste' else '':<30} {rendering:<9} {len(chosen):>5} {track.mean():>9.2f} "
                   f"{source.mean():>6.2f} {reference.mean():>6.2f} {ratio.mean():>16.2f} {ratio.max():>6.2f} "
-                  f"{larger:>3}/{len(chosen):<3} {np.mean(track - reference):>9.2f} {high_cell:>19} "
+                  f"{larger:>3}/{len(chosen):<3} {reference_ratio.mean():>9.2f} {np.mean(track - reference):>9.2f} "
+                  f"{high_cell:>19} "
                   f"{audible_cell:>17}")
     return out
 

@@ -161,6 +161,24 @@ def test_the_energy_target_is_also_counted_without_buried_voices() -> None:
     assert result["energy_ok_not_buried"] == 1
 
 
+def test_the_seam_table_gives_what_the_references_themselves_would_score(capsys) -> None:
+    """At a seam the input changes from one voice to two while the reference stays one voice, so a
+    perfect track's change is not the input's: the table reports the references' own ratio beside
+    the track's, the yardstick for the target "no larger than the original"."""
+    scorer = _scorer()
+
+    def seam(track: float, source: float, reference: float) -> dict:
+        return {"rendering": "rebuild", "kind": "original/separated", "lsd_track": track, "lsd_input": source,
+                "lsd_reference": reference, "voice_to_rest_db": 0.0}
+
+    rows = [seam(12.0, 10.0, 11.0), seam(9.0, 10.0, 13.0), {**seam(30.0, 1.0, 1.0), "kind": "separated/separated"}]
+    (summary,) = scorer.print_seam_table([("set", rows)])
+    assert summary["seams"] == 2
+    assert summary["ratio_mean"] == pytest.approx((1.2 + 0.9) / 2)
+    assert summary["reference_ratio_mean"] == pytest.approx((1.1 + 1.3) / 2)
+    assert "ref/input" in capsys.readouterr().out
+
+
 def test_a_clip_is_trimmed_at_its_active_speech_not_at_its_breath(tmp_path, monkeypatch) -> None:
     """The VCTK clips begin with up to a second of breath and room noise 20-30 dB under their speech;
     ``active`` (P.56's margin) trims it, ``peak40`` (sessions 9-34) kept it, so a pair's overlap could
