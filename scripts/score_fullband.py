@@ -292,6 +292,7 @@ def fullband_cases(quick: bool) -> dict[int, list[Case]]:
 
 FULLBAND_DEV_SEED = 9300
 FULLBAND_DEV_CLIP_SECONDS = 4.0  # each voice's clip, like fullband/'s 2.2-6.4 s utterances
+FULLBAND_DEV_GAP_SECONDS = 0.15  # silence between a voice's letters (session 36: --dev-gap 0, denser pairs)
 
 
 def cases_by_rate_info(cases_by_rate: dict[int, list[Case]]) -> dict[str, list[dict[str, Any]]]:
@@ -299,10 +300,14 @@ def cases_by_rate_info(cases_by_rate: dict[int, list[Case]]) -> dict[str, list[d
     return {str(rate): [{"name": case.name, **case.info} for case in cases] for rate, cases in cases_by_rate.items()}
 
 
-def fullband_dev_cases(root: Path, pairs_per_rate: int = 30) -> dict[int, list[Case]]:
+def fullband_dev_cases(root: Path, pairs_per_rate: int = 30,
+                       gap_seconds: float = FULLBAND_DEV_GAP_SECONDS) -> dict[int, list[Case]]:
     """Pairs as in the evaluation (:func:`pair_case`) at 48 and 44.1 kHz, from a folder with one
     subfolder of full-band recordings per speaker (none of them evaluation material): each voice's
-    clip is its recordings, trimmed, 0.15 s apart, to FULLBAND_DEV_CLIP_SECONDS.
+    clip is its recordings, trimmed, ``gap_seconds`` apart, to FULLBAND_DEV_CLIP_SECONDS.
+    Single letters 0.15 s apart leave 44-54 % of an overlap's 50 ms frames to one voice; one after
+    another (``gap_seconds`` 0, each letter keeping its 200 ms hang-over) 30-31 %, as the generated
+    test-other conversations' overlaps (30 %) and nearer the evaluation pairs' 21-24 % (session 36).
 
     Made for the spoken letters of Debian's ``klettres-data`` (one voice per language, 44.1 kHz
     Ogg Vorbis; the languages whose recordings reach well above 8 kHz: de he it ml nb nds pt_BR ru
@@ -326,7 +331,7 @@ def fullband_dev_cases(root: Path, pairs_per_rate: int = 30) -> dict[int, list[C
         clips = {}
         for folder in speakers:
             files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".ogg", ".wav", ".flac"))
-            parts, length, gap = [], 0, np.zeros(int(0.15 * rate))
+            parts, length, gap = [], 0, np.zeros(int(gap_seconds * rate))
             for index in rng.permutation(len(files)):
                 clip = read_clip(files[index], rate)
                 parts += [clip, gap]
@@ -466,6 +471,20 @@ class Oracle:
     def __call__(self, window: np.ndarray, rate: int) -> np.ndarray:
         start = locate_window(self.lookup, np.asarray(window, np.float32))
         return np.stack([p[start:start + window.size] * g for p, g in zip(self.parts, (3.0, 0.3))])
+
+
+def only_rendering_band(index: int) -> None:
+    """Render overlaps from one of the bands podsep averages (0: the separator's band with its top-octave
+    network; 1: the extension from its own band), where it would average two; for comparing them."""
+    import podsep.separate
+
+    both = podsep.separate.rendering_bands
+
+    def one(separator: Any, rate: int) -> list[float | None]:
+        bands = both(separator, rate)
+        return [bands[index]] if len(bands) == 2 else bands
+
+    podsep.separate.rendering_bands = one
 
 
 def embedded(weights: str | None, high_band: str | None = None) -> Any:
@@ -1097,6 +1116,13 @@ def main() -> None:
                         help="a development set of full-band pairs at 48 and 44.1 kHz from DIR, one subfolder of "
                              "recordings per speaker (see fullband_dev_cases: Debian's klettres-data voices; "
                              "--conversations pairs per rate, 30 by default)")
+    parser.add_argument("--dev-gap", type=float, default=FULLBAND_DEV_GAP_SECONDS, metavar="SECONDS",
+                        help="with --dev-fullband: silence between a voice's recordings (default "
+                             f"{FULLBAND_DEV_GAP_SECONDS}; 0 makes the denser pairs of session 36)")
+    parser.add_argument("--rendering-bands", choices=["both", "network", "extension"], default="both",
+                        help="for a separator with a top-octave network at 44.1/48 kHz: average both renderings "
+                             "(podsep's default), or only the network's, or only the extension from the "
+                             "separator's own band (see podsep.separate.rendering_bands)")
     parser.add_argument("--dev-short", choices=["vctk", "unseen"],
                         help="a development set of short pairs at 16 kHz like the evaluation's full-band ones "
                              "(the tilt rule predicts): VCTK training voices or unseen voices (see short_dev_cases; "
@@ -1139,6 +1165,8 @@ def main() -> None:
         import podsep.reconstruct
 
         podsep.reconstruct.FIT_GAINS_IN_OWN_BAND = False
+    if args.rendering_bands != "both":
+        only_rendering_band(0 if args.rendering_bands == "network" else 1)
     if args.top_octave_move is not None:
         import podsep.adapt_top_octave
 
@@ -1159,6 +1187,7 @@ def main() -> None:
     report: dict[str, Any] = {"command": " ".join(sys.argv), "adapt": ADAPT,
                               "top_octave_adapt": ADAPT and TOP_OCTAVE_ADAPT,
                               "top_octave_move_fraction": _move_fraction(), "clip_trim": CLIP_TRIM,
+                              "rendering_bands": args.rendering_bands,
                               "separator": {
         "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe,
         "high_band": str(separator.high_band) if separator.high_band else None,
@@ -1179,9 +1208,13 @@ def main() -> None:
         finish(report, started, args.json)
         return
     if args.dev_fullband is not None:
-        sets = score_full_band(fullband_dev_cases(args.dev_fullband, args.conversations or 30), separator, "dev pairs")
+        dev_pairs = fullband_dev_cases(args.dev_fullband, args.conversations or 30, args.dev_gap)
+        sets = score_full_band(dev_pairs, separator, "dev pairs")
         report["fullband"] = band_report(
             "Full-band development set: inside overlaps, per voice, mean [min, max] (dB)", sets)
+        report["fullband"]["cases"] = cases_by_rate_info(dev_pairs)
+        report["dev_gap_seconds"] = args.dev_gap
+        print_pair_overlaps(dev_pairs)
         finish(report, started, args.json)
         return
     if args.dev or args.dev_unseen or args.dev_short:
