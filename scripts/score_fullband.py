@@ -1123,6 +1123,10 @@ def main() -> None:
                         help="for a separator with a top-octave network at 44.1/48 kHz: average both renderings "
                              "(podsep's default), or only the network's, or only the extension from the "
                              "separator's own band (see podsep.separate.rendering_bands)")
+    parser.add_argument("--tilt-shrink", type=float, default=None, metavar="S",
+                        help="the embedded separator's above_band_tilt_shrink (default: podsep's)")
+    parser.add_argument("--tilt-fit-prior", type=float, default=None, metavar="P",
+                        help="the embedded separator's above_band_tilt_fit_prior (default: podsep's)")
     parser.add_argument("--dev-short", choices=["vctk", "unseen"],
                         help="a development set of short pairs at 16 kHz like the evaluation's full-band ones "
                              "(the tilt rule predicts): VCTK training voices or unseen voices (see short_dev_cases; "
@@ -1165,6 +1169,12 @@ def main() -> None:
         import podsep.reconstruct
 
         podsep.reconstruct.FIT_GAINS_IN_OWN_BAND = False
+    from podsep.models.embedded.separator import EmbeddedSeparator
+
+    if args.tilt_shrink is not None:
+        EmbeddedSeparator.above_band_tilt_shrink = float(args.tilt_shrink)
+    if args.tilt_fit_prior is not None:
+        EmbeddedSeparator.above_band_tilt_fit_prior = float(args.tilt_fit_prior)
     if args.rendering_bands != "both":
         only_rendering_band(0 if args.rendering_bands == "network" else 1)
     if args.top_octave_move is not None:
@@ -1188,6 +1198,8 @@ def main() -> None:
                               "top_octave_adapt": ADAPT and TOP_OCTAVE_ADAPT,
                               "top_octave_move_fraction": _move_fraction(), "clip_trim": CLIP_TRIM,
                               "rendering_bands": args.rendering_bands,
+                              "tilt_shrink": EmbeddedSeparator.above_band_tilt_shrink,
+                              "tilt_fit_prior": EmbeddedSeparator.above_band_tilt_fit_prior,
                               "separator": {
         "weights": str(separator.weights), "sha256": separator.sha256, "recipe": separator.recipe,
         "high_band": str(separator.high_band) if separator.high_band else None,
