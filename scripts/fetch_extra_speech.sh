@@ -21,7 +21,7 @@ set -euo pipefail
 WORK=$(realpath -m "${WORK:-runs/extra-speech-work}")  # absolute: the script changes directory
 OUT=$(realpath -m "${OUT:-runs/extra-speech}")
 PY=${PY:-python3}
-[[ "$PY" == */* ]] && PY=$(realpath -m "$PY")
+[[ "$PY" == */* ]] && PY=$(realpath -m -s "$PY")  # -s: a venv's python is a symlink to keep
 mkdir -p "$WORK/debs" "$WORK/ex" "$OUT"
 PKGS="fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl tuxpaint-stamps-default \
 asterisk-core-sounds-en-wav asterisk-core-sounds-fr-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav \
