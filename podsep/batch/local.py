@@ -148,6 +148,7 @@ def _worker_main(connection: Connection, settings: Settings, hf_token: str | Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver decides
 
     def stop(*_: Any) -> None:
+        worker_module.request_stop()  # an error the stop causes where it cannot be raised is the stop too
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)  # the driver stops workers with SIGTERM: clean up, then exit

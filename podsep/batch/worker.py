@@ -28,6 +28,25 @@ from ..errors import PodsepError
 from . import state
 from .inputs import Episode
 
+_stop_requested = False
+
+
+def request_stop() -> None:
+    """Mark this worker process as being stopped (its SIGTERM handler calls this before raising).
+
+    A stop can land where Python cannot raise it: inside an import (a half-imported module then fails
+    with an ImportError), a weakref callback, a library's ``except Exception``. The episode then ends
+    in an ordinary-looking error that is really the stop; :meth:`EpisodeWorker.run` checks this flag so
+    that such an episode is recorded ``pending`` (redone by the next run), never ``failed``.
+    """
+    global _stop_requested
+    _stop_requested = True
+
+
+def stop_requested() -> bool:
+    """Whether :func:`request_stop` was called in this process."""
+    return _stop_requested
+
 
 @dataclass(frozen=True)
 class Job:
@@ -134,18 +153,25 @@ class EpisodeWorker:
         except (KeyboardInterrupt, SystemExit):
             self._record_interrupted(job, record, before, started, listener)
             raise
-        except PodsepError as error:
+        except Exception as error:
+            if stop_requested():  # the error is the stop, surfacing somewhere it could not be raised as such
+                self._record_interrupted(job, record, before, started, listener)
+                raise KeyboardInterrupt from error
+            return self._episode_error(job, record, error, started, listener)
+
+    def _episode_error(self, job: Job, record: dict[str, Any], error: Exception, started: float,
+                       listener: _Listener) -> Outcome:
+        """Record an episode that failed on its own (not by a stop) as ``failed``, in one line."""
+        if isinstance(error, PodsepError):
             return self._failed(job, record, str(error), started, listener)
-        except MemoryError:
+        if isinstance(error, MemoryError):
             return self._failed(job, record, "out of memory while splitting it (try fewer --workers or a smaller "
                                              "--batch-size)", started, listener)
-        except Exception as error:  # a bug must cost one episode, not the batch
-            from ..models.hub import redact
+        from ..models.hub import redact  # anything else is a bug: it costs one episode, not the batch
 
-            first = str(error).splitlines()[0] if str(error) else ""
-            message = redact(f"internal error: {type(error).__name__}: {first}")
-            return self._failed(job, record, message, started, listener,
-                                details=redact(traceback.format_exc(limit=8)))
+        first = str(error).splitlines()[0] if str(error) else ""
+        message = redact(f"internal error: {type(error).__name__}: {first}")
+        return self._failed(job, record, message, started, listener, details=redact(traceback.format_exc(limit=8)))
 
     def _done(self, job: Job, record: dict[str, Any], manifest: dict[str, Any], started: float,
               listener: _Listener) -> Outcome:

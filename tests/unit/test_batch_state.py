@@ -291,6 +291,52 @@ def test_a_worker_stopped_mid_episode_records_pending_unless_its_result_is_in_pl
     assert committed["result"]["manifest"] == "ep.json" and committed["input"]["sha256"] == "abc"
 
 
+
+class _StopSurfacingAsAnError:
+    """A stop that lands inside an import: the half-imported module then fails as an ImportError, which the
+    editor files turn into a one-line OutputError (seen in CI: a Ctrl-C'd batch recorded ``failed``)."""
+
+    def split(self, path, **_):
+        from podsep.batch import worker
+        from podsep.errors import OutputError
+
+        worker.request_stop()
+        raise OutputError("cannot draw ep.timeline.png: matplotlib is not installed (pip install matplotlib)")
+
+
+def test_an_error_caused_by_a_stop_records_pending_not_failed(tmp_path, monkeypatch):
+    from podsep.batch import worker as worker_module
+    from podsep.batch.worker import EpisodeWorker, Job
+
+    monkeypatch.setattr(worker_module, "_stop_requested", False)
+    episode = episode_in(tmp_path)
+    worker = object.__new__(EpisodeWorker)
+    worker.splitter, worker.name = _StopSurfacingAsAnError(), "test-worker"
+    with pytest.raises(KeyboardInterrupt):
+        worker.run(Job(0, episode, "k", False, {"key": "k"}))
+    record = state.read_record(episode.record_path)
+    assert (record["status"], record["error"]) == ("pending", "interrupted")
+
+
+class _FailingSplitter:
+    def split(self, path, **_):
+        from podsep.errors import OutputError
+
+        raise OutputError("cannot write ep.wav: disk full")
+
+
+def test_the_same_error_without_a_stop_still_fails_the_episode(tmp_path, monkeypatch):
+    from podsep.batch import worker as worker_module
+    from podsep.batch.worker import EpisodeWorker, Job
+
+    monkeypatch.setattr(worker_module, "_stop_requested", False)
+    episode = episode_in(tmp_path)
+    worker = object.__new__(EpisodeWorker)
+    worker.splitter, worker.name = _FailingSplitter(), "test-worker"
+    outcome = worker.run(Job(0, episode, "k", False, {"key": "k"}))
+    record = state.read_record(episode.record_path)
+    assert outcome.status == "failed" and (record["status"], record["error"]) == ("failed", "cannot write ep.wav: disk full")
+
 def test_a_killed_workers_running_record_is_put_back_to_pending(tmp_path):
     episode = episode_in(tmp_path)
     state.write_record(episode.record_path, {"status": state.RUNNING, "episode": "ep.wav", "key": "k"})
