@@ -74,6 +74,17 @@ def word_audio(path: Path) -> np.ndarray | None:
     return word if word.size >= int(0.2 * RATE) else None
 
 
+def write_voice(target: Path, utterances: list[np.ndarray]) -> float:
+    """Write one voice's utterances as ``target/NNN.flac`` (the ``--extra-voices`` layout), replacing
+    any from an earlier run, and return their seconds."""
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("*.flac"):
+        old.unlink()
+    for n, audio in enumerate(utterances):
+        sf.write(str(target / f"{n:03d}.flac"), audio, RATE, subtype="PCM_16")
+    return sum(u.size for u in utterances) / RATE
+
+
 def build_voice(files: list[Path], rng: np.random.Generator) -> list[np.ndarray]:
     """A voice's words joined into ~6 s pseudo-utterances with short pauses."""
     words = [w for w in (word_audio(f) for f in files) if w is not None]
@@ -131,12 +142,7 @@ def main() -> None:
             if not utterances:
                 continue
             target = args.out / f"ktuberling-{folder.name.replace('@', '-')}"
-            target.mkdir(parents=True, exist_ok=True)
-            for old in target.glob("*.flac"):
-                old.unlink()
-            for n, audio in enumerate(utterances):
-                sf.write(str(target / f"{n:03d}.flac"), audio, RATE, subtype="PCM_16")
-            seconds = sum(u.size for u in utterances) / RATE
+            seconds = write_voice(target, utterances)
             total += seconds
             voices += 1
             print(f"{target.name}: {len(files)} words, {len(utterances)} utterances, {seconds / 60:.1f} min")

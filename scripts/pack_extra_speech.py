@@ -32,7 +32,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from fetch_debian_voices import RATE, build_voice  # noqa: E402
+from fetch_debian_voices import RATE, build_voice, write_voice  # noqa: E402,F401 (RATE: the rate it writes)
 
 SEED = 20261205
 LINES_PER_PSEUDO_VOICE = 150
@@ -80,14 +80,7 @@ def main() -> int:
         utterances = build_voice(files, rng)
         if not utterances:
             continue
-        target = args.out / name
-        target.mkdir(parents=True, exist_ok=True)
-        for old in target.glob("*.flac"):
-            old.unlink()
-        for n, audio in enumerate(utterances):
-            sf.write(str(target / f"{n:03d}.flac"), audio, RATE, subtype="PCM_16")
-        seconds = sum(u.size for u in utterances) / RATE
-        total += seconds
+        total += write_voice(args.out / name, utterances)
         count += 1
     print(f"{count} voices, {total / 3600:.2f} h -> {args.out}")
     return 0

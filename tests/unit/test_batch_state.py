@@ -266,17 +266,24 @@ class _InterruptedSplitter:
         raise KeyboardInterrupt
 
 
+def _stand_in_worker(splitter: object):
+    """An EpisodeWorker without models: ``splitter`` stands in for its Splitter."""
+    from podsep.batch.worker import EpisodeWorker
+
+    worker = object.__new__(EpisodeWorker)
+    worker.splitter, worker.name = splitter, "test-worker"
+    return worker
+
+
 def _interrupted_run(tmp_path: Path, *, commit_first: bool, old_result: bool) -> dict:
-    from podsep.batch.worker import EpisodeWorker, Job
+    from podsep.batch.worker import Job
 
     episode = episode_in(tmp_path)
     if old_result:  # a result from before (the job replaces it with --overwrite)
         done_record(episode)
-    worker = object.__new__(EpisodeWorker)  # no models: the splitter is the stand-in
-    worker.splitter, worker.name = _InterruptedSplitter(commit_first), "test-worker"
     job = Job(0, episode, "k", old_result, {"key": "k"})
     with pytest.raises(KeyboardInterrupt):
-        worker.run(job)
+        _stand_in_worker(_InterruptedSplitter(commit_first)).run(job)
     return state.read_record(episode.record_path)
 
 
@@ -304,20 +311,6 @@ class _StopSurfacingAsAnError:
         raise OutputError("cannot draw ep.timeline.png: matplotlib is not installed (pip install matplotlib)")
 
 
-def test_an_error_caused_by_a_stop_records_pending_not_failed(tmp_path, monkeypatch):
-    from podsep.batch import worker as worker_module
-    from podsep.batch.worker import EpisodeWorker, Job
-
-    monkeypatch.setattr(worker_module, "_stop_requested", False)
-    episode = episode_in(tmp_path)
-    worker = object.__new__(EpisodeWorker)
-    worker.splitter, worker.name = _StopSurfacingAsAnError(), "test-worker"
-    with pytest.raises(KeyboardInterrupt):
-        worker.run(Job(0, episode, "k", False, {"key": "k"}))
-    record = state.read_record(episode.record_path)
-    assert (record["status"], record["error"]) == ("pending", "interrupted")
-
-
 class _FailingSplitter:
     def split(self, path, **_):
         from podsep.errors import OutputError
@@ -325,17 +318,32 @@ class _FailingSplitter:
         raise OutputError("cannot write ep.wav: disk full")
 
 
-def test_the_same_error_without_a_stop_still_fails_the_episode(tmp_path, monkeypatch):
+@pytest.fixture
+def no_stop_requested(monkeypatch):
+    """The worker module's stop flag, cleared for the test and restored after it."""
     from podsep.batch import worker as worker_module
-    from podsep.batch.worker import EpisodeWorker, Job
 
     monkeypatch.setattr(worker_module, "_stop_requested", False)
+
+
+def test_an_error_caused_by_a_stop_records_pending_not_failed(tmp_path, no_stop_requested):
+    from podsep.batch.worker import Job
+
     episode = episode_in(tmp_path)
-    worker = object.__new__(EpisodeWorker)
-    worker.splitter, worker.name = _FailingSplitter(), "test-worker"
-    outcome = worker.run(Job(0, episode, "k", False, {"key": "k"}))
+    with pytest.raises(KeyboardInterrupt):
+        _stand_in_worker(_StopSurfacingAsAnError()).run(Job(0, episode, "k", False, {"key": "k"}))
+    record = state.read_record(episode.record_path)
+    assert (record["status"], record["error"]) == ("pending", "interrupted")
+
+
+def test_the_same_error_without_a_stop_still_fails_the_episode(tmp_path, no_stop_requested):
+    from podsep.batch.worker import Job
+
+    episode = episode_in(tmp_path)
+    outcome = _stand_in_worker(_FailingSplitter()).run(Job(0, episode, "k", False, {"key": "k"}))
     record = state.read_record(episode.record_path)
     assert outcome.status == "failed" and (record["status"], record["error"]) == ("failed", "cannot write ep.wav: disk full")
+
 
 def test_a_killed_workers_running_record_is_put_back_to_pending(tmp_path):
     episode = episode_in(tmp_path)
